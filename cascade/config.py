@@ -1,0 +1,128 @@
+"""One typed settings object, read once from the environment (prefix ``CASCADE_``) and passed in."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "dev-insecure-secret"}
+
+EngineKind = Literal["onnx", "onnx-int8", "torch", "tensorrt"]
+
+
+class Settings(BaseSettings):
+    """Everything Cascade reads from its environment.
+
+    Production sets ``CASCADE_ENV=production``; then placeholder secrets are refused at start-up
+    rather than discovered later.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CASCADE_", env_file=None, extra="ignore")
+
+    env: Literal["dev", "test", "production"] = "dev"
+    var_dir: Path = Path("var")
+
+    # Connections. ``broker_url=None`` means: the embedded runner starts a local redis-server.
+    broker_url: str | None = None
+    result_backend: str | None = None
+    database_url: str | None = None
+    blob_url: str | None = None
+
+    # Web
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_key: str = "dev-insecure-secret"
+    callback_secret: str = "dev-insecure-secret"
+    callback_allow_private: bool = False
+    callback_timeout_s: float = 5.0
+    callback_max_retries: int = 5
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Upload limits
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_batch_images: int = 64
+    rate_limit_per_minute: int = 6000
+    max_queue_depth: int = 50_000
+
+    # Models and inference
+    model_dir: Path = Path("var/models")
+    engine: EngineKind = "onnx"
+    stage1_batch_size: int = 32
+    stage1_flush_interval_s: float = 0.05
+    stage2_batch_size: int = 16
+    stage2_flush_interval_s: float = 0.1
+    decode_threads: int = 2
+
+    # Policy
+    audit_rate: float = Field(0.02, ge=0.0, le=1.0)
+    threshold_refresh_s: float = 2.0
+    near_duplicate_distance: int = Field(0, ge=0, le=64)  # 0: exact-hash cache only
+
+    # Cost model ($). Device prices are per hour; the stage's device names the price.
+    stage1_device: str = "cpu"
+    stage2_device: str = "cpu"
+    device_prices_per_hour: dict[str, float] = {
+        "cpu": 0.10,
+        "t4": 0.526,
+        "a10g": 1.006,
+        "l4": 0.805,
+        "a100": 3.67,
+        "h100": 6.88,
+    }
+    human_review_cost: float = 0.05
+    miss_cost: float = 5.0
+    false_block_cost: float = 0.50
+
+    # Review
+    double_label_rate: float = Field(0.1, ge=0.0, le=1.0)
+    review_lease_s: int = 120
+    signed_url_ttl_s: int = 60
+
+    # Feedback
+    alpha: float = Field(0.01, gt=0.0, lt=1.0)  # bound on the miss rate
+    delta: float = Field(0.05, gt=0.0, lt=1.0)  # 1 - confidence of that bound
+    retune_interval_s: int = 3600
+    auto_activate: bool = False
+    max_reviews_per_hour: float | None = None
+
+    @model_validator(mode="after")
+    def _fail_fast_on_placeholders(self) -> Settings:
+        if self.env == "production":
+            for name in ("secret_key", "callback_secret"):
+                if getattr(self, name) in PLACEHOLDER_SECRETS:
+                    raise ValueError(
+                        f"CASCADE_{name.upper()} is a placeholder; set a random secret "
+                        f"(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)."
+                    )
+            for name in ("broker_url", "database_url"):
+                if not getattr(self, name):
+                    raise ValueError(f"CASCADE_{name.upper()} must be set in production.")
+        return self
+
+    # Derived defaults: the embedded run keeps its state under ``var_dir``.
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{(self.var_dir / 'cascade.db').resolve()}"
+
+    @property
+    def blobs(self) -> str:
+        return self.blob_url or str((self.var_dir / "blobs").resolve())
+
+    def device_price(self, device: str) -> float:
+        """$/hour of a device type; unknown devices are a configuration error."""
+        try:
+            return self.device_prices_per_hour[device]
+        except KeyError:
+            known = ", ".join(sorted(self.device_prices_per_hour))
+            raise ValueError(f"no price for device {device!r}; known: {known}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Database: schema (SQLAlchemy 2), engine/session factory, migrations and repositories."""

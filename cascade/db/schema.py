@@ -1,0 +1,293 @@
+"""The SQL schema. Migrations under ``cascade/db/migrations`` are generated from it.
+
+State machine of a submission::
+
+    queued → stage1 → stage2 → review → decided
+       └──────┴─────────┴────────┴──────→ error
+
+``decided`` is final; an audit-sampled image may be decided automatically and still hold an
+open review item whose label is recorded against that decision.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    STAGE1 = "stage1"
+    STAGE2 = "stage2"
+    REVIEW = "review"
+    DECIDED = "decided"
+    ERROR = "error"
+
+
+class ReviewReason(StrEnum):
+    ESCALATION = "escalation"
+    AUDIT = "audit"
+
+
+class ReviewState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    CONFLICT = "conflict"  # two moderators disagreed: an admin decides
+
+
+class Role(StrEnum):
+    MODERATOR = "moderator"
+    ADMIN = "admin"
+    OPS = "ops"
+
+
+class ThresholdStatus(StrEnum):
+    PROPOSED = "proposed"
+    ACTIVE = "active"
+    RETIRED = "retired"
+    REJECTED = "rejected"
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """An upload service's credential. Only a hash of the key is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship()
+
+
+class Image(Base):
+    """Image bytes live in the blob store under ``blob_key``; this row is their index."""
+
+    __tablename__ = "images"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    phash: Mapped[int] = mapped_column(BigInteger, index=True)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(16))
+    blob_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Submission(Base):
+    """One request to moderate one image, and everything the cascade did with it."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_submission_idempotency"),
+        Index("ix_submissions_state_created", "state", "created_at"),
+        Index("ix_submissions_decided_at", "decided_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    callback_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default=State.QUEUED)
+    s1: Mapped[float | None] = mapped_column(Float, nullable=True)
+    s2: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    route: Mapped[str | None] = mapped_column(String(16), nullable=True)  # policy.Route
+    decision: Mapped[str | None] = mapped_column(String(8), nullable=True)  # policy.Outcome
+    decided_by: Mapped[str | None] = mapped_column(String(8), nullable=True)  # policy.Decider
+    # The automatic decision before any human correction (audit findings compare against it).
+    auto_decision: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    audit: Mapped[bool] = mapped_column(Boolean, default=False)
+    audit_p: Mapped[float] = mapped_column(Float, default=0.0)  # P(sampled for audit)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stage1_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    stage2_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    callback_sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    image: Mapped[Image] = relationship()
+
+
+class User(Base):
+    """A person using the web UI: moderator, admin or ops (read-only)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16), default=Role.MODERATOR)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewItem(Base):
+    """A submission waiting for human labels, with a lease so two moderators never collide."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        UniqueConstraint("submission_id", name="uq_review_submission"),
+        Index("ix_review_state_priority", "state", "priority", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"))
+    reason: Mapped[str] = mapped_column(String(16))  # ReviewReason
+    state: Mapped[str] = mapped_column(String(16), default=ReviewState.PENDING)
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # lower comes first
+    labels_required: Mapped[int] = mapped_column(Integer, default=1)
+    lease_owner: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    final_label: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    submission: Mapped[Submission] = relationship()
+
+
+class Label(Base):
+    """One moderator's label on one review item."""
+
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("review_item_id", "user_id", name="uq_label_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    review_item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id"), index=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    label: Mapped[str] = mapped_column(String(8))  # allow / block / skip
+    category: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    seconds_spent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ThresholdSetRow(Base):
+    """A versioned threshold set with its provenance and what the optimiser expected of it."""
+
+    __tablename__ = "threshold_sets"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    t1_lo: Mapped[float] = mapped_column(Float)
+    t1_hi: Mapped[float] = mapped_column(Float)
+    t2_lo: Mapped[float] = mapped_column(Float)
+    t2_hi: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default=ThresholdStatus.PROPOSED, index=True)
+    created_by: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    expected_cost: Mapped[float | None] = mapped_column(Float, nullable=True)
+    miss_rate_bound: Mapped[float | None] = mapped_column(Float, nullable=True)
+    alpha: Mapped[float | None] = mapped_column(Float, nullable=True)
+    delta: Mapped[float | None] = mapped_column(Float, nullable=True)
+    n_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    activated_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    retired_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class LabelledError(Base):
+    """An error of the automatic cascade found after the fact (audit finding, appeal, report)."""
+
+    __tablename__ = "labelled_errors"
+    __table_args__ = (UniqueConstraint("submission_id", "source", name="uq_error_source"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # miss / false_block
+    source: Mapped[str] = mapped_column(String(16))  # audit / appeal / report / review
+    threshold_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CostLedger(Base):
+    """Pre-aggregated cost per minute and bucket, so dashboards never scan submissions.
+
+    ``bucket`` is a stage (``stage1``, ``stage2``), ``human`` or ``error``.
+    """
+
+    __tablename__ = "cost_ledger"
+    __table_args__ = (UniqueConstraint("minute", "bucket", name="uq_ledger_minute_bucket"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    minute: Mapped[datetime] = mapped_column(index=True)
+    bucket: Mapped[str] = mapped_column(String(16))
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    device_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    dollars: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class BatchRecord(Base):
+    """One stage batch as a worker ran it: its size, device time and which worker ran it."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(8))
+    device: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(Integer)
+    device_seconds: Mapped[float] = mapped_column(Float)
+    decode_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    worker: Mapped[str] = mapped_column(String(120), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
