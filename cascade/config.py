@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # Connections. ``broker_url=None`` means: the embedded runner starts a local redis-server.
     broker_url: str | None = None
     result_backend: str | None = None
+    # Unacknowledged messages return to the queue after this long (a worker killed mid-batch).
+    broker_visibility_timeout_s: int = 300
     database_url: str | None = None
     blob_url: str | None = None
 
@@ -48,6 +50,7 @@ class Settings(BaseSettings):
     max_batch_images: int = 64
     rate_limit_per_minute: int = 6000
     max_queue_depth: int = 50_000
+    metrics_port: int = 9808  # workers expose /metrics here (production; embedded runs aggregate)
 
     # Models and inference
     model_dir: Path = Path("var/models")

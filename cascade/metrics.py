@@ -7,7 +7,15 @@ aggregate them. Names are a public interface: the Grafana dashboard queries them
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from cascade.context import Context
 
 IMAGES = Counter(
     "cascade_images_total", "Images decided, by route and decider", ["route", "decider"]
@@ -33,22 +41,157 @@ DECISION_LATENCY = Histogram(
     ["decider"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-DEVICE_SECONDS = Counter(
-    "cascade_device_seconds_total", "Device busy time", ["stage", "device"]
-)
+DEVICE_SECONDS = Counter("cascade_device_seconds_total", "Device busy time", ["stage", "device"])
 DOLLARS = Counter("cascade_dollars_total", "Cost in dollars, by bucket", ["bucket"])
+# Gauges set by ``refresh_gauges`` from the source of truth (broker, database): several
+# processes may refresh them, so the most recent value wins ("mostrecent"), not the largest
+# one ever written by a process that has since died.
 QUEUE_DEPTH = Gauge(
-    "cascade_queue_depth", "Messages waiting in a queue", ["queue"], multiprocess_mode="max"
+    "cascade_queue_depth",
+    "Messages waiting in a queue",
+    ["queue"],
+    multiprocess_mode="mostrecent",
 )
 REVIEW_BACKLOG = Gauge(
-    "cascade_review_backlog", "Review items waiting", ["reason"], multiprocess_mode="max"
+    "cascade_review_backlog",
+    "Review items waiting",
+    ["reason"],
+    multiprocess_mode="mostrecent",
 )
 REVIEW_OLDEST_AGE = Gauge(
     "cascade_review_oldest_age_seconds",
     "Age of the oldest waiting review item",
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 THRESHOLD_VERSION = Gauge(
-    "cascade_threshold_version", "Active threshold-set version", multiprocess_mode="max"
+    "cascade_threshold_version",
+    "Active threshold-set version",
+    multiprocess_mode="mostrecent",
 )
 IMAGE_ERRORS = Counter("cascade_image_errors_total", "Images that ended in error", ["stage"])
+REVIEW_ITEMS = Counter(
+    "cascade_review_items_total", "Review items opened, by reason (escalation, audit)", ["reason"]
+)
+LABELS = Counter("cascade_labels_total", "Human labels recorded", ["label"])
+
+REVIEW_REASONS = ("escalation", "audit")
+
+
+class ListLengths(Protocol):
+    """What ``refresh_gauges`` needs of a broker client: Redis' ``LLEN`` (redis-py has it)."""
+
+    def llen(self, name: str) -> Any: ...
+
+
+def setup_multiprocess(directory: str | Path, *, clean: bool = False) -> Path:
+    """Put this process (and the processes it forks) in Prometheus multiprocess mode.
+
+    prometheus_client picks its value store when the first metric is created, so call this
+    before ``cascade.metrics`` (or anything importing it) is imported — in the entry point of
+    ``cascade serve`` / ``cascade worker``, or set ``PROMETHEUS_MULTIPROC_DIR`` in the
+    environment. ``clean`` empties the folder: do that once per deployment start, never
+    while other processes are writing to it.
+    """
+    path = Path(directory)
+    if clean and path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+def mark_process_dead(pid: int, directory: str | Path | None = None) -> None:
+    """Drop a dead process's live gauges (call from gunicorn's ``child_exit`` hook or Celery's
+    ``worker_process_shutdown`` signal). Counters and histograms keep their samples."""
+    from prometheus_client import multiprocess
+
+    path = directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        multiprocess.mark_process_dead(pid, str(path))
+
+
+def exposition_registry() -> CollectorRegistry:
+    """The registry to expose: all processes' samples in multiprocess mode, else this one's."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def start_metrics_server(port: int, addr: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` from a worker process (``Settings.metrics_port``), multiprocess-aware."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=addr, registry=exposition_registry())
+
+
+def observe_batch(
+    *,
+    stage: str,
+    device: str,
+    size: int,
+    wall_seconds: float,
+    device_seconds: float,
+    dollars: float,
+) -> None:
+    """Metrics of one stage batch, as a worker records them next to ``cost.record_batch``."""
+    STAGE_LATENCY.labels(stage=stage).observe(wall_seconds)
+    BATCH_SIZE.labels(stage=stage).observe(size)
+    DEVICE_SECONDS.labels(stage=stage, device=device).inc(device_seconds)
+    DOLLARS.labels(bucket=stage).inc(dollars)
+
+
+def observe_decision(*, route: str, decider: str, latency_seconds: float) -> None:
+    """Metrics of one decided image."""
+    IMAGES.labels(route=route, decider=decider).inc()
+    DECISION_LATENCY.labels(decider=decider).observe(latency_seconds)
+
+
+def refresh_gauges(context: Context, broker_client: ListLengths | None) -> dict[str, Any]:
+    """Set the gauges that mirror state (queue depths, review backlog and age, the active
+    threshold version) and return what was set.
+
+    Called periodically by the maintenance worker and the API. Queue depth is Redis ``LLEN``
+    of each queue in ``cascade.queues`` (Celery's Redis transport keeps a queue in a list of
+    the same name); with no broker client the queue gauges are left alone.
+    """
+    from cascade import queues
+
+    depths: dict[str, int] = {}
+    if broker_client is not None:
+        for name in queues.ALL:
+            depths[name] = int(broker_client.llen(name) or 0)
+            QUEUE_DEPTH.labels(queue=name).set(depths[name])
+    from cascade.stats import active_threshold_version, review_backlog
+
+    with context.sessions() as session:
+        backlog, oldest = review_backlog(session)
+        version = active_threshold_version(session)
+    for reason in REVIEW_REASONS:
+        REVIEW_BACKLOG.labels(reason=reason).set(backlog.get(reason, 0))
+    age = 0.0
+    if oldest is not None:
+        from cascade.db.schema import utcnow
+
+        age = max(0.0, (utcnow() - oldest).total_seconds())
+    REVIEW_OLDEST_AGE.set(age)
+    THRESHOLD_VERSION.set(version)
+    return {
+        "queues": depths,
+        "review_backlog": backlog,
+        "review_oldest_age_s": age,
+        "threshold_version": version,
+    }
+
+
+def current_queue_depths() -> dict[str, float]:
+    """Queue depths as last set by ``refresh_gauges`` in any process (for the dashboard)."""
+    depths: dict[str, float] = {}
+    for family in exposition_registry().collect():
+        if family.name == "cascade_queue_depth":
+            for sample in family.samples:
+                depths[sample.labels.get("queue", "")] = sample.value
+    return depths

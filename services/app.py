@@ -30,12 +30,14 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
 
     from services.api import bp as api_bp
     from services.dashboard import bp as dashboard_bp
+    from services.feedback_api import bp as feedback_bp
     from services.review import bp as review_bp
     from services.web_metrics import bp as metrics_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(review_bp)
     app.register_blueprint(dashboard_bp)
+    app.register_blueprint(feedback_bp)
     app.register_blueprint(metrics_bp)
     _register_error_handlers(app)
     return app

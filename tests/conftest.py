@@ -78,3 +78,29 @@ def app(context: Context):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def client(app):  # type: ignore[no-untyped-def]
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis: CASCADE_TEST_REDIS_URL when set, else a redis-server started here."""
+    url = os.environ.get("CASCADE_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    from services.embedded import start_redis
+
+    proc = start_redis(tmp_path_factory.mktemp("redis"), persist=False)
+    yield proc.url
+    proc.stop()
+
+
+@pytest.fixture
+def broker_url(redis_url: str) -> Iterator[str]:
+    """The test Redis, flushed before and after each test that uses it."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield redis_url
+    client.flushdb()
+    client.close()

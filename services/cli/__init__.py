@@ -54,7 +54,8 @@ class LazyGroup(click.Group):
 
 @click.group(
     cls=LazyGroup,
-    lazy=COMMANDS,     context_settings={"help_option_names": ["-h", "--help"]},
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(package_name="cascade-moderation")
 def main() -> None:

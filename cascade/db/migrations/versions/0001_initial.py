@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-22 13:30:58.824662
+Create Date: 2026-11-22 13:36:01.467810
 """
 
 from collections.abc import Sequence
@@ -166,6 +166,11 @@ def upgrade() -> None:
     with op.batch_alter_table("submissions", schema=None) as batch_op:
         batch_op.create_index("ix_submissions_decided_at", ["decided_at"], unique=False)
         batch_op.create_index(
+            "ix_submissions_decided_cover",
+            ["decided_at", "decided_by", "audit", "created_at"],
+            unique=False,
+        )
+        batch_op.create_index(
             batch_op.f("ix_submissions_image_sha256"), ["image_sha256"], unique=False
         )
         batch_op.create_index("ix_submissions_state_created", ["state", "created_at"], unique=False)
@@ -283,6 +288,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_submissions_tenant_id"))
         batch_op.drop_index("ix_submissions_state_created")
         batch_op.drop_index(batch_op.f("ix_submissions_image_sha256"))
+        batch_op.drop_index("ix_submissions_decided_cover")
         batch_op.drop_index("ix_submissions_decided_at")
 
     op.drop_table("submissions")

@@ -1,0 +1,70 @@
+"""The Celery application: queues, routing and the reliability settings, built from Settings.
+
+Reliability: ``acks_late`` + ``task_reject_on_worker_lost`` mean a message is acknowledged only
+after its batch was written; a worker killed mid-batch leaves its messages unacknowledged, and
+Redis hands them out again after ``visibility_timeout``. Every write is idempotent (state
+checks, unique constraints), so a redelivered image is never decided twice.
+
+GPU workers: CUDA cannot be initialised before a prefork fork. Stage workers therefore run the
+``solo`` pool (one process per GPU, batching gives the parallelism) and load their engine lazily
+in the process that uses it.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from cascade import queues
+from cascade.config import Settings
+
+STAGE1_TASK = "cascade.stage1"
+STAGE2_TASK = "cascade.stage2"
+CALLBACK_TASK = "cascade.callback"
+RETRY_TASK = "cascade.requeue"
+
+
+def create_celery(settings: Settings, *, register_tasks: bool = True) -> Celery:
+    """A Celery app for ``settings``. Producers (the API) may skip task registration."""
+    if not settings.broker_url:
+        raise ValueError(
+            "CASCADE_BROKER_URL is not set; `cascade up` starts a local Redis and sets it for you"
+        )
+    app = Celery("cascade", broker=settings.broker_url, backend=settings.result_backend)
+    batch_max = max(settings.stage1_batch_size, settings.stage2_batch_size)
+    app.conf.update(
+        task_queues=[Queue(name) for name in queues.ALL],
+        task_default_queue=queues.MAINTENANCE,
+        task_routes={
+            STAGE1_TASK: {"queue": queues.STAGE1},
+            STAGE2_TASK: {"queue": queues.STAGE2},
+            CALLBACK_TASK: {"queue": queues.CALLBACKS},
+            RETRY_TASK: {"queue": queues.MAINTENANCE},
+            "cascade.feedback.*": {"queue": queues.MAINTENANCE},
+            "cascade.maintenance.*": {"queue": queues.MAINTENANCE},
+        },
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        # celery-batches buffers messages in the worker: it must be allowed to hold a full
+        # batch (and the next one) unacknowledged, or batches never fill.
+        worker_prefetch_multiplier=2 * batch_max,
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout_s,
+            "socket_keepalive": True,
+            "retry_on_timeout": True,
+        },
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+        enable_utc=True,
+    )
+    if register_tasks:
+        from cascade.tasks import register
+
+        register(app, settings)
+    return app

@@ -1,0 +1,123 @@
+"""Final decisions and human labels: the one place where a submission's outcome is set.
+
+Every function here is idempotent (a redelivered message or a double click changes nothing
+twice) and returns whether a callback is now due; callers enqueue callbacks after commit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cascade.config import Settings
+from cascade.cost import record_error
+from cascade.db.schema import (
+    LabelledError,
+    ReviewItem,
+    ReviewReason,
+    ReviewState,
+    State,
+    Submission,
+    utcnow,
+)
+from cascade.policy import Decider, Outcome
+
+
+def finalize(
+    sub: Submission, *, outcome: Outcome, decider: Decider, at: datetime | None = None
+) -> bool:
+    """Make ``outcome`` the submission's decision. Returns True when it changed (callback due)."""
+    if sub.state == State.DECIDED and sub.decision == outcome:
+        return False
+    sub.decision = str(outcome)
+    sub.decided_by = str(decider)
+    sub.state = State.DECIDED
+    sub.decided_at = at or utcnow()
+    sub.error = None
+    if decider in (Decider.STAGE1, Decider.STAGE2):
+        sub.auto_decision = str(outcome)
+    if sub.callback_url:
+        sub.callback_sent_at = None  # (re)send: a corrected decision is news to the caller
+    return bool(sub.callback_url)
+
+
+def open_review(
+    session: Session,
+    sub: Submission,
+    *,
+    reason: ReviewReason,
+    labels_required: int = 1,
+    at: datetime | None = None,
+) -> ReviewItem:
+    """The submission's review item, created once. Escalations wait on a human; audits don't."""
+    item = session.scalars(select(ReviewItem).where(ReviewItem.submission_id == sub.id)).first()
+    if item is not None:
+        return item
+    at = at or utcnow()
+    # Escalations are ordered by waiting time; audits are interleaved behind them (priority 1).
+    item = ReviewItem(
+        submission_id=sub.id,
+        reason=str(reason),
+        priority=0 if reason == ReviewReason.ESCALATION else 1,
+        labels_required=labels_required,
+        created_at=at,
+    )
+    session.add(item)
+    if reason == ReviewReason.ESCALATION:
+        sub.state = State.REVIEW
+    return item
+
+
+def error_kind(auto: str | None, label: Outcome) -> str | None:
+    """What kind of automatic error a human label reveals, if any."""
+    if auto == Outcome.ALLOW and label == Outcome.BLOCK:
+        return "miss"
+    if auto == Outcome.BLOCK and label == Outcome.ALLOW:
+        return "false_block"
+    return None
+
+
+def apply_human_label(
+    session: Session,
+    item: ReviewItem,
+    label: Outcome,
+    settings: Settings,
+    *,
+    at: datetime | None = None,
+) -> bool:
+    """Apply the final human label of a review item (after agreement or an admin's ruling).
+
+    Escalation: the label is the decision. Audit: the automatic decision stands unless the
+    label contradicts it; then the error is recorded (for the feedback service and the
+    ledger) and the decision corrected. Returns True when a callback is due.
+    """
+    at = at or utcnow()
+    sub = item.submission
+    item.final_label = str(label)
+    item.state = ReviewState.DONE
+    item.done_at = at
+    item.lease_owner = None
+    item.lease_expires_at = None
+    if item.reason == ReviewReason.AUDIT and sub.auto_decision is not None:
+        kind = error_kind(sub.auto_decision, label)
+        if kind is None:
+            return False
+        exists = session.scalars(
+            select(LabelledError).where(
+                LabelledError.submission_id == sub.id, LabelledError.source == "audit"
+            )
+        ).first()
+        if exists is None:
+            session.add(
+                LabelledError(
+                    submission_id=sub.id,
+                    kind=kind,
+                    source="audit",
+                    threshold_version=sub.threshold_version,
+                    created_at=at,
+                )
+            )
+            record_error(session, kind=kind, settings=settings, at=at)
+    return finalize(sub, outcome=label, decider=Decider.HUMAN, at=at)

@@ -1,0 +1,137 @@
+"""Accepting an image: validate at the door, store the bytes, answer from the cache or queue it.
+
+The caller commits and, for a queued submission, enqueues stage 1 after the commit (so a worker
+never sees a submission that is not in the database yet).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cascade.context import Context
+from cascade.db.schema import Image, State, Submission, utcnow
+from cascade.decisions import finalize
+from cascade.errors import Conflict, InvalidImage, PayloadTooLarge
+from cascade.netguard import check_callback_url
+from cascade.phash import dhash, distance
+from cascade.policy import Decider, Outcome
+from models.errors import ImageError, ImageTooLarge
+from models.preprocess import decode_image
+
+
+@dataclass
+class Accepted:
+    submission: Submission
+    created: bool  # False: an Idempotency-Key replay of an earlier request
+    cached: bool  # True: decided at once from an earlier decision on the same image
+
+
+def validate_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[object, str]:
+    """Decode ``data`` fully (a real decode check); returns (PIL image, format)."""
+    if not data:
+        raise InvalidImage("the upload is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
+    try:
+        img = decode_image(data, max_pixels=max_pixels)
+    except ImageTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from None
+    except ImageError as exc:
+        raise InvalidImage(str(exc)) from None
+    return img, str(getattr(img, "cascade_format", None) or getattr(img, "format", None) or "")
+
+
+def _find_replay(session: Session, tenant_id: int, key: str | None, sha: str) -> Submission | None:
+    if not key:
+        return None
+    sub = session.scalars(
+        select(Submission).where(
+            Submission.tenant_id == tenant_id, Submission.idempotency_key == key
+        )
+    ).first()
+    if sub is not None and sub.image_sha256 != sha:
+        raise Conflict("this Idempotency-Key was already used with a different image")
+    return sub
+
+
+def _cached_decision(session: Session, image: Image, near_distance: int) -> str | None:
+    """An earlier final decision on the same (or a near-identical) image; humans win."""
+    rows = session.execute(
+        select(Submission.decision, Submission.decided_by)
+        .where(Submission.image_sha256 == image.sha256, Submission.state == State.DECIDED)
+        .order_by(Submission.decided_at.desc())
+        .limit(20)
+    ).all()
+    if not rows and near_distance > 0:
+        # Near-duplicates: compare against recent decided images (bounded scan, documented).
+        rows = session.execute(
+            select(Submission.decision, Submission.decided_by, Image.phash)
+            .join(Image, Image.sha256 == Submission.image_sha256)
+            .where(Submission.state == State.DECIDED)
+            .order_by(Submission.decided_at.desc())
+            .limit(5000)
+        ).all()
+        rows = [r for r in rows if distance(r[2], image.phash) <= near_distance]
+    human = [r[0] for r in rows if r[1] == Decider.HUMAN]
+    if human:
+        return str(human[0])
+    return str(rows[0][0]) if rows else None
+
+
+def accept(
+    ctx: Context,
+    session: Session,
+    *,
+    tenant_id: int,
+    data: bytes,
+    idempotency_key: str | None = None,
+    callback_url: str | None = None,
+    rng: random.Random | None = None,
+) -> Accepted:
+    """Validate and record one upload (see the module docstring for the commit protocol)."""
+    s = ctx.settings
+    img, fmt = validate_image(data, max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels)
+    if callback_url:
+        check_callback_url(callback_url, allow_private=s.callback_allow_private)
+    sha, key = ctx.blobs.put(data)
+    replay = _find_replay(session, tenant_id, idempotency_key, sha)
+    if replay is not None:
+        return Accepted(replay, created=False, cached=False)
+    image = session.get(Image, sha)
+    if image is None:
+        width, height = img.size  # type: ignore[attr-defined]
+        image = Image(
+            sha256=sha,
+            phash=dhash(img),  # type: ignore[arg-type]
+            size_bytes=len(data),
+            width=width,
+            height=height,
+            format=fmt[:16],
+            blob_key=key,
+        )
+        session.add(image)
+        session.flush()
+    sub = Submission(
+        id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        image_sha256=sha,
+        idempotency_key=idempotency_key,
+        callback_url=callback_url,
+        state=State.QUEUED,
+        created_at=utcnow(),
+    )
+    cached = _cached_decision(session, image, s.near_duplicate_distance)
+    if cached is not None:
+        finalize(sub, outcome=Outcome(cached), decider=Decider.CACHE)
+    else:
+        # Audit sampling: a uniform draw with a known, recorded probability.
+        sub.audit_p = s.audit_rate
+        sub.audit = (rng or random).random() < s.audit_rate
+    session.add(sub)
+    session.flush()
+    return Accepted(sub, created=True, cached=cached is not None)

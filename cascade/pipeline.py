@@ -1,0 +1,279 @@
+"""One stage batch: load → decode/preprocess → predict → route → write, in bulk.
+
+``StageRunner.run(ids)`` is what a batched Celery task calls. It is safe to run twice on the
+same ids (redelivery after a crash): submissions already past this stage are skipped or, for
+stage 1, handed on to stage 2 again (stage 2 skips what it already did).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, selectinload
+
+from cascade import metrics
+from cascade.context import Context
+from cascade.cost import record_batch
+from cascade.db.schema import ReviewReason, State, Submission, utcnow
+from cascade.decisions import finalize, open_review
+from cascade.policy import Decider, Outcome, Route, ThresholdSet, route_stage1, route_stage2
+from cascade.thresholds import ThresholdCache
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5  # a submission whose batch crashed the worker this often is given up on
+
+
+class EngineLike(Protocol):
+    preprocess: Any
+
+    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did; the task uses it to enqueue follow-ups after the commit."""
+
+    to_stage2: list[str] = field(default_factory=list)
+    callbacks: list[str] = field(default_factory=list)
+    decided: list[tuple[str, str]] = field(default_factory=list)  # (route, decider)
+    errors: int = 0
+    skipped: int = 0
+    device_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    dollars: float = 0.0
+    latencies: list[tuple[str, float]] = field(default_factory=list)  # (decider, seconds)
+
+
+def _decode_one(ctx: Context, blob_key: str, cfg: Any) -> np.ndarray:
+    from models.preprocess import decode_image, preprocess
+
+    data = ctx.blobs.get(blob_key)
+    img = decode_image(data, max_pixels=ctx.settings.max_pixels)
+    return preprocess(img, cfg)
+
+
+class StageRunner:
+    """Runs batches of one stage with one engine (loaded lazily, once per process)."""
+
+    def __init__(
+        self,
+        stage: int,
+        ctx: Context,
+        engine_factory: Callable[[], EngineLike],
+        thresholds: ThresholdCache,
+        *,
+        worker: str = "",
+        rng: random.Random | None = None,
+    ) -> None:
+        if stage not in (1, 2):
+            raise ValueError("stage must be 1 or 2")
+        self.stage = stage
+        self.name = f"stage{stage}"
+        self.ctx = ctx
+        self._engine_factory = engine_factory
+        self._engine: EngineLike | None = None
+        self.thresholds = thresholds
+        self.worker = worker
+        self.rng = rng or random.Random()
+        self._pool = ThreadPoolExecutor(max(1, ctx.settings.decode_threads), "decode")
+
+    @property
+    def engine(self) -> EngineLike:
+        if self._engine is None:
+            self._engine = self._engine_factory()
+        return self._engine
+
+    def warm_up(self) -> None:
+        """Load the engine and run it once, so the first real batch is not slow."""
+        size = int(self.engine.preprocess.size)
+        self.engine.predict(np.zeros((1, 3, size, size), dtype=np.float32))
+
+    # -- selection -------------------------------------------------------------------------
+    def _wanted(self, sub: Submission) -> bool:
+        if self.stage == 1:
+            return sub.state in (State.QUEUED, State.STAGE1)
+        if sub.state == State.STAGE2:
+            return True
+        # Audit-sampled images decided at stage 1 still need their stage-2 score.
+        return bool(sub.audit and sub.s2 is None and sub.decided_by == Decider.STAGE1)
+
+    def _claim(self, session: Session, ids: Sequence[str]) -> list[Submission]:
+        """Load the batch's submissions and count this attempt (poison-image protection)."""
+        session.execute(
+            update(Submission)
+            .where(Submission.id.in_(ids))
+            .values(attempts=Submission.attempts + 1)
+        )
+        session.commit()
+        subs = session.scalars(
+            select(Submission).where(Submission.id.in_(ids)).options(selectinload(Submission.image))
+        ).all()
+        return list(subs)
+
+    # -- the batch -------------------------------------------------------------------------
+    def run(self, ids: Sequence[str]) -> BatchOutcome:
+        out = BatchOutcome()
+        started = time.perf_counter()
+        with self.ctx.sessions() as session:
+            subs = self._claim(session, list(dict.fromkeys(ids)))
+            todo: list[Submission] = []
+            for sub in subs:
+                if self.stage == 1 and sub.state == State.STAGE2:
+                    out.to_stage2.append(sub.id)  # redelivered: make sure stage 2 has it
+                elif not self._wanted(sub):
+                    out.skipped += 1
+                elif sub.attempts > MAX_ATTEMPTS:
+                    self._fail(sub, "gave up: this image's batches failed repeatedly", out)
+                else:
+                    todo.append(sub)
+            if todo:
+                self._score_and_route(session, todo, out)
+            if todo:
+                out.dollars = record_batch(
+                    session,
+                    stage=self.name,
+                    size=len(todo),
+                    device_seconds=out.device_seconds,
+                    decode_seconds=out.decode_seconds,
+                    settings=self.ctx.settings,
+                    worker=self.worker,
+                )
+            session.commit()
+        self._observe(out, len(todo), time.perf_counter() - started)
+        return out
+
+    def _score_and_route(self, session: Session, todo: list[Submission], out: BatchOutcome) -> None:
+        tensors, good = self._decode(todo, out)
+        if not good:
+            return
+        scores = self._predict(np.stack(tensors), good, out)
+        ts = self.thresholds.get()
+        now = utcnow()
+        for sub, score in zip(good, scores, strict=True):
+            if score is None:
+                continue
+            if self.stage == 1:
+                self._route1(session, sub, float(score), ts, now, out)
+            else:
+                self._route2(session, sub, float(score), ts, now, out)
+
+    def _decode(
+        self, todo: list[Submission], out: BatchOutcome
+    ) -> tuple[list[np.ndarray], list[Submission]]:
+        t0 = time.perf_counter()
+        cfg = self.engine.preprocess
+        futures = [self._pool.submit(_decode_one, self.ctx, s.image.blob_key, cfg) for s in todo]
+        tensors, good = [], []
+        for sub, fut in zip(todo, futures, strict=True):
+            try:
+                tensors.append(fut.result())
+                good.append(sub)
+            except Exception as exc:  # one bad image never takes its batch down
+                self._fail(sub, f"could not decode the stored image: {exc}", out)
+        out.decode_seconds = time.perf_counter() - t0
+        return tensors, good
+
+    def _predict(
+        self, batch: np.ndarray, subs: list[Submission], out: BatchOutcome
+    ) -> list[float | None]:
+        t0 = time.perf_counter()
+        try:
+            scores: list[float | None] = [float(x) for x in self.engine.predict(batch)]
+        except Exception:
+            # Find the culprit: score one by one, fail only the images that fail alone.
+            log.exception("%s batch failed; retrying its images one by one", self.name)
+            scores = []
+            for i, sub in enumerate(subs):
+                try:
+                    scores.append(float(self.engine.predict(batch[i : i + 1])[0]))
+                except Exception as exc:
+                    self._fail(sub, f"the {self.name} model failed on this image: {exc}", out)
+                    scores.append(None)
+        out.device_seconds = time.perf_counter() - t0
+        return scores
+
+    def _fail(self, sub: Submission, message: str, out: BatchOutcome) -> None:
+        sub.state = State.ERROR
+        sub.error = message[:2000]
+        out.errors += 1
+        metrics.IMAGE_ERRORS.labels(stage=self.name).inc()
+
+    def _decide(
+        self, sub: Submission, route: Route, decider: Decider, now: Any, out: BatchOutcome
+    ) -> None:
+        sub.route = route.value
+        if finalize(sub, outcome=Outcome(route.value), decider=decider, at=now):
+            out.callbacks.append(sub.id)
+        out.decided.append((route.value, decider.value))
+        out.latencies.append((decider.value, (now - sub.created_at).total_seconds()))
+
+    def _route1(
+        self,
+        session: Session,
+        sub: Submission,
+        s1: float,
+        ts: ThresholdSet,
+        now: Any,
+        out: BatchOutcome,
+    ) -> None:
+        sub.s1, sub.stage1_at, sub.threshold_version = s1, now, ts.version
+        route = route_stage1(s1, ts)
+        if route is Route.STAGE2:
+            sub.state, sub.route = State.STAGE2, Route.STAGE2
+            out.to_stage2.append(sub.id)
+            return
+        self._decide(sub, route, Decider.STAGE1, now, out)
+        if sub.audit:
+            out.to_stage2.append(sub.id)  # audit: every stage scores it, whatever the decision
+
+    def _labels_required(self) -> int:
+        return 2 if self.rng.random() < self.ctx.settings.double_label_rate else 1
+
+    def _route2(
+        self,
+        session: Session,
+        sub: Submission,
+        s2: float,
+        ts: ThresholdSet,
+        now: Any,
+        out: BatchOutcome,
+    ) -> None:
+        sub.s2, sub.stage2_at = s2, now
+        if sub.state == State.STAGE2:
+            sub.threshold_version = ts.version
+            route = route_stage2(s2, ts)
+            if route is Route.REVIEW:
+                sub.route = Route.REVIEW
+                open_review(session, sub, reason=ReviewReason.ESCALATION,
+                            labels_required=self._labels_required(), at=now)  # fmt: skip
+                return
+            self._decide(sub, route, Decider.STAGE2, now, out)
+        if sub.audit:
+            open_review(session, sub, reason=ReviewReason.AUDIT,
+                        labels_required=self._labels_required(), at=now)  # fmt: skip
+
+    def _observe(self, out: BatchOutcome, size: int, seconds: float) -> None:
+        metrics.STAGE_LATENCY.labels(stage=self.name).observe(seconds)
+        if size:
+            metrics.BATCH_SIZE.labels(stage=self.name).observe(size)
+        metrics.DEVICE_SECONDS.labels(stage=self.name, device=self._device()).inc(
+            out.device_seconds
+        )
+        metrics.DOLLARS.labels(bucket=self.name).inc(out.dollars)
+        for route, decider in out.decided:
+            metrics.IMAGES.labels(route=route, decider=decider).inc()
+        for decider, latency in out.latencies:
+            metrics.DECISION_LATENCY.labels(decider=decider).observe(latency)
+
+    def _device(self) -> str:
+        s = self.ctx.settings
+        return s.stage1_device if self.stage == 1 else s.stage2_device

@@ -1,0 +1,164 @@
+"""Celery tasks: the two batched stages, callbacks and maintenance.
+
+Tasks are registered on an app built from Settings (``register``), not at import time, so the
+batch sizes and flush intervals come from configuration. The heavy state (database engine,
+model engines, threshold cache) lives in one ``WorkerRuntime`` per process, created lazily —
+never before a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+from celery_batches import Batches
+from sqlalchemy import select
+
+from cascade.celery_app import CALLBACK_TASK, RETRY_TASK, STAGE1_TASK, STAGE2_TASK
+from cascade.config import Settings
+from cascade.context import Context
+from cascade.db.schema import State, Submission, utcnow
+from cascade.pipeline import BatchOutcome, StageRunner
+from cascade.thresholds import ThresholdCache
+
+log = logging.getLogger(__name__)
+
+REQUEUE_STALE_TASK = "cascade.maintenance.requeue_stale"
+
+
+class WorkerRuntime:
+    """Per-process state of a worker: context, threshold cache, one runner per stage."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ctx: Context | None = None
+        self._runners: dict[int, StageRunner] = {}
+        self._thresholds: ThresholdCache | None = None
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def ctx(self) -> Context:
+        if self._ctx is None:
+            self._ctx = Context.from_settings(self.settings)
+        return self._ctx
+
+    @property
+    def thresholds(self) -> ThresholdCache:
+        if self._thresholds is None:
+            self._thresholds = ThresholdCache(self.ctx.sessions, self.settings.threshold_refresh_s)
+        return self._thresholds
+
+    def runner(self, stage: int) -> StageRunner:
+        if stage not in self._runners:
+            self._runners[stage] = StageRunner(
+                stage, self.ctx, lambda: self._load_engine(stage), self.thresholds,
+                worker=self.worker,
+            )  # fmt: skip
+        return self._runners[stage]
+
+    def _load_engine(self, stage: int) -> Any:
+        from models.engines import load_engine
+
+        device = "cuda" if self.settings.engine == "tensorrt" else "cpu"
+        path = self.settings.model_dir / f"stage{stage}"
+        log.info("loading %s engine for stage %d from %s", self.settings.engine, stage, path)
+        return load_engine(path, kind=self.settings.engine, device=device)
+
+
+def _ids(requests: list[Any]) -> list[str]:
+    return [str(r.args[0]) for r in requests if r.args]
+
+
+def _follow_up(app: Celery, runtime: WorkerRuntime, out: BatchOutcome) -> None:
+    """After the batch committed: hand on to stage 2, send callbacks."""
+    for sid in out.to_stage2:
+        app.send_task(STAGE2_TASK, args=[sid])
+    for sid in out.callbacks:
+        app.send_task(CALLBACK_TASK, args=[sid])
+
+
+def _run_stage(app: Celery, runtime: WorkerRuntime, stage: int, requests: list[Any]) -> None:
+    ids = _ids(requests)
+    if not ids:
+        return
+    try:
+        out = runtime.runner(stage).run(ids)
+    except Exception:
+        # Infrastructure trouble (database away, blob store down): nothing was committed.
+        # celery-batches acknowledges the batch whatever happens, so requeue its ids ourselves,
+        # with a delay; the attempts counter stops a poison batch from looping for ever.
+        log.exception("stage %d batch of %d failed; requeueing it", stage, len(ids))
+        app.send_task(RETRY_TASK, args=[stage, ids], countdown=5)
+        return
+    _follow_up(app, runtime, out)
+
+
+def register(app: Celery, settings: Settings) -> WorkerRuntime:
+    """Register Cascade's tasks on ``app``; returns the process's runtime."""
+    runtime = WorkerRuntime(settings)
+    app.conf.cascade_runtime = runtime
+
+    @app.task(
+        name=STAGE1_TASK,
+        base=Batches,
+        flush_every=settings.stage1_batch_size,
+        flush_interval=settings.stage1_flush_interval_s,
+    )
+    def stage1(requests: list[Any]) -> None:
+        _run_stage(app, runtime, 1, requests)
+
+    @app.task(
+        name=STAGE2_TASK,
+        base=Batches,
+        flush_every=settings.stage2_batch_size,
+        flush_interval=settings.stage2_flush_interval_s,
+    )
+    def stage2(requests: list[Any]) -> None:
+        _run_stage(app, runtime, 2, requests)
+
+    @app.task(name=RETRY_TASK)
+    def requeue(stage: int, ids: list[str]) -> None:
+        task = STAGE1_TASK if stage == 1 else STAGE2_TASK
+        for sid in ids:
+            app.send_task(task, args=[sid])
+
+    @app.task(
+        name=CALLBACK_TASK,
+        bind=True,
+        autoretry_for=(Exception,),
+        retry_backoff=2,
+        retry_backoff_max=600,
+        retry_jitter=True,
+        max_retries=settings.callback_max_retries,
+    )
+    def callback(self: Any, submission_id: str) -> None:
+        from cascade.callbacks import deliver
+
+        deliver(runtime.ctx, submission_id)
+
+    @app.task(name=REQUEUE_STALE_TASK)
+    def requeue_stale(older_than_s: int = 600) -> int:
+        """Re-enqueue submissions stuck before a decision (e.g. a broker lost a message)."""
+        return requeue_stale_submissions(app, runtime.ctx, older_than_s)
+
+    return runtime
+
+
+def requeue_stale_submissions(app: Celery, ctx: Context, older_than_s: int) -> int:
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(Submission.id, Submission.state).where(
+                Submission.state.in_([State.QUEUED, State.STAGE1, State.STAGE2]),
+                Submission.created_at < cutoff,
+            )
+        ).all()
+    for sid, state in rows:
+        app.send_task(STAGE2_TASK if state == State.STAGE2 else STAGE1_TASK, args=[sid])
+    if rows:
+        log.warning("requeued %d stale submissions", len(rows))
+    return len(rows)

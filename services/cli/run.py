@@ -1,0 +1,114 @@
+"""Running the product: `cascade up`, `serve`, `worker`, `beat` (and `demo`, in demo.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+import click
+
+from cascade.config import get_settings
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to bind (default: CASCADE_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default: CASCADE_PORT, 8000).")
+@click.option("--workers", type=int, default=2, show_default=True, help="gunicorn processes.")
+@click.option("--threads", type=int, default=8, show_default=True, help="Threads per process.")
+def serve(host: str | None, port: int | None, workers: int, threads: int) -> None:
+    """Run the web app (upload API /v1, review UI /review, /dashboard, /metrics) on gunicorn."""
+    settings = get_settings()
+    bind = f"{host or settings.host}:{port or settings.port}"
+    args = [
+        sys.executable, "-m", "gunicorn", "services.wsgi:app",
+        "--bind", bind, "--workers", str(workers), "--threads", str(threads),
+        "--worker-class", "gthread", "--timeout", "60", "--graceful-timeout", "10",
+        "--access-logfile", "-", "--config", "python:services.gunicorn_conf",
+    ]  # fmt: skip
+    os.execv(sys.executable, args)
+
+
+@click.command()
+@click.option("--queues", "-Q", default="stage1,stage2,callbacks,maintenance", show_default=True,
+              help="Comma-separated queues to consume.")  # fmt: skip
+@click.option("--pool", "-P", type=click.Choice(["solo", "threads", "prefork"]), default="solo",
+              show_default=True,
+              help="solo for stage workers (CUDA cannot start before a prefork fork).")  # fmt: skip
+@click.option("--concurrency", "-c", type=int, default=1, show_default=True)
+@click.option("--name", "-n", default=None, help="Worker node name (default: celery@%h).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus /metrics here (default CASCADE_METRICS_PORT; 0: off).")  # fmt: skip
+@click.option("--loglevel", "-l", default="info", show_default=True)
+def worker(
+    queues: str, pool: str, concurrency: int, name: str | None, metrics_port: int | None,
+    loglevel: str,
+) -> None:  # fmt: skip
+    """Run a Celery worker. Stage workers load their model once, warm it up, then say ready."""
+    from services.worker import run_worker
+
+    _logging(loglevel)
+    run_worker(
+        get_settings(), queues=queues.split(","), pool=pool, concurrency=concurrency,
+        name=name, metrics_port=metrics_port, loglevel=loglevel,
+    )  # fmt: skip
+
+
+@click.command()
+@click.option("--loglevel", "-l", default="info", show_default=True)
+def beat(loglevel: str) -> None:
+    """Run the periodic scheduler: retune, drift and error checks, stale-message sweeps."""
+    from services.worker import run_beat
+
+    _logging(loglevel)
+    run_beat(get_settings(), loglevel=loglevel)
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="Web port (default: CASCADE_PORT, 8000).")
+def up(port: int | None) -> None:
+    """Start everything on this machine with no set-up: Redis (CASCADE_BROKER_URL if given,
+    else a local redis-server), SQLite under ./var, the stage workers, beat and the web app.
+
+    Needs trained models under CASCADE_MODEL_DIR (./var/models): `cascade demo` makes them.
+    """
+    from services.stack import Stack
+
+    _logging("info")
+    settings = get_settings()
+    _require_models(settings.model_dir)
+    stack = Stack(settings)
+    stack.port = port or settings.port
+    click.echo("starting Cascade (Redis, workers, web)…")
+    stack.start()
+    click.echo(f"Cascade is up at {stack.url}  (review: {stack.url}/review, "
+               f"dashboard: {stack.url}/dashboard, API docs: {stack.url}/v1/docs)")  # fmt: skip
+    click.echo(f"logs: {settings.var_dir / 'logs'} — Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(1)
+            stack._check_alive()
+    except KeyboardInterrupt:
+        click.echo("stopping…")
+    finally:
+        stack.stop()
+
+
+def _require_models(model_dir: os.PathLike[str]) -> None:
+    from pathlib import Path
+
+    missing = [s for s in ("stage1", "stage2") if not (Path(model_dir) / s / "meta.json").exists()]
+    if missing:
+        raise click.ClickException(
+            f"no trained model for {', '.join(missing)} under {model_dir}; run `cascade demo` "
+            "(trains demo models) or `cascade train` + `cascade export` first"
+        )

@@ -1,0 +1,177 @@
+"""A whole Cascade on one machine, as child processes: Redis (unless given), migrations,
+stage workers, the callbacks/maintenance worker, beat and the web app.
+
+``cascade up``, ``cascade demo``, ``cascade bench e2e`` and the integration tests all start the
+product through this one class, so what is tested is what users run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from cascade.config import Settings
+from cascade.db.session import upgrade
+from services.embedded import RedisProcess, free_port, start_redis
+
+log = logging.getLogger(__name__)
+
+READY_LINE = b"cascade worker ready"
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@dataclass
+class Stack:
+    """Start with ``start()``, stop with ``stop()`` (or use it as a context manager)."""
+
+    settings: Settings
+    web: bool = True
+    beat: bool = True
+    stage_workers: int = 1  # processes per stage queue
+    log_dir: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    redis: RedisProcess | None = None
+    children: list[Child] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def broker_url(self) -> str:
+        if self.settings.broker_url:
+            return self.settings.broker_url
+        assert self.redis is not None
+        return self.redis.url
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            CASCADE_BROKER_URL=self.broker_url,
+            CASCADE_DATABASE_URL=s.database,
+            CASCADE_BLOB_URL=s.blobs,
+            CASCADE_VAR_DIR=str(s.var_dir.resolve()),
+            CASCADE_MODEL_DIR=str(s.model_dir.resolve()),
+            CASCADE_ENGINE=s.engine,
+            CASCADE_SECRET_KEY=s.secret_key,
+            CASCADE_CALLBACK_SECRET=s.callback_secret,
+            CASCADE_ENV=s.env,
+            PROMETHEUS_MULTIPROC_DIR=str(self._metrics_dir()),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def _metrics_dir(self) -> Path:
+        return (self.settings.var_dir / "prometheus").resolve()
+
+    def _logs(self) -> Path:
+        path = self.log_dir or self.settings.var_dir / "logs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _spawn(self, name: str, args: list[str]) -> Child:
+        log_path = self._logs() / f"{name}.log"
+        handle = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        proc = subprocess.Popen(
+            args, env=self.env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        child = Child(name, proc, log_path)
+        self.children.append(child)
+        return child
+
+    def start(self, *, timeout_s: float = 120) -> Stack:
+        s = self.settings
+        s.var_dir.mkdir(parents=True, exist_ok=True)
+        if not s.broker_url:
+            self.redis = start_redis(s.var_dir / "redis")
+        upgrade(s.database)
+        shutil.rmtree(self._metrics_dir(), ignore_errors=True)
+        self._metrics_dir().mkdir(parents=True)
+        cascade = [sys.executable, "-m", "services.cli"]
+        for stage in ("stage1", "stage2"):
+            for i in range(self.stage_workers):
+                self._spawn(
+                    f"worker-{stage}-{i}",
+                    [*cascade, "worker", "--queues", stage, "--pool", "solo",
+                     "--name", f"{stage}-{i}@%h", "--metrics-port", "0"],
+                )  # fmt: skip
+        self._spawn(
+            "worker-cpu",
+            [*cascade, "worker", "--queues", "callbacks,maintenance", "--pool", "threads",
+             "--concurrency", "4", "--name", "cpu@%h", "--metrics-port", "0"],
+        )  # fmt: skip
+        if self.beat:
+            self._spawn("beat", [*cascade, "beat"])
+        if self.web:
+            self.port = self.port or free_port()
+            self._spawn("web", [*cascade, "serve", "--port", str(self.port), "--workers", "2"])
+        self.wait_ready(timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until the web app answers and every stage worker has said it is ready."""
+        deadline = time.monotonic() + timeout_s
+        pending = {c.name for c in self.children if c.name.startswith("worker")}
+        web_ok = not self.web
+        while time.monotonic() < deadline:
+            self._check_alive()
+            for child in self.children:
+                if child.name in pending and READY_LINE in child.log_path.read_bytes():
+                    pending.discard(child.name)
+            if not web_ok:
+                try:
+                    web_ok = requests.get(f"{self.url}/healthz", timeout=1).ok
+                except requests.RequestException:
+                    web_ok = False
+            if web_ok and not pending:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"stack not ready after {timeout_s}s; waiting on {sorted(pending)}")
+
+    def _check_alive(self) -> None:
+        for child in self.children:
+            if child.process.poll() is not None:
+                tail = child.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{child.name} exited ({child.process.returncode}):\n{tail}")
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                os.killpg(child.process.pid, signal.SIGTERM)
+        for child in reversed(self.children):
+            try:
+                child.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait()
+        self.children.clear()
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
