@@ -53,6 +53,10 @@ def create_celery(settings: Settings, *, register_tasks: bool = True) -> Celery:
         worker_prefetch_multiplier=2 * batch_max,
         broker_transport_options={
             "visibility_timeout": settings.broker_visibility_timeout_s,
+            # Sweep for unacknowledged messages of dead workers often enough that they come
+            # back soon after the visibility timeout (kombu's default sweep is ~100 s apart).
+            "unacked_restore_interval": max(1, min(10, settings.broker_visibility_timeout_s // 5)),
+            "unacked_restore_throttle": 1,
             "socket_keepalive": True,
             "retry_on_timeout": True,
         },

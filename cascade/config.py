@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -123,6 +124,21 @@ class Settings(BaseSettings):
         except KeyError:
             known = ", ".join(sorted(self.device_prices_per_hour))
             raise ValueError(f"no price for device {device!r}; known: {known}") from None
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as ``CASCADE_*`` environment variables, for child processes to read back."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if isinstance(value, dict | list):
+            env[f"CASCADE_{name.upper()}"] = json.dumps(value)
+        elif isinstance(value, bool):
+            env[f"CASCADE_{name.upper()}"] = "true" if value else "false"
+        else:
+            env[f"CASCADE_{name.upper()}"] = str(value)
+    return env
 
 
 @lru_cache(maxsize=1)

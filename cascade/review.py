@@ -255,6 +255,8 @@ def resolve_conflict(
     item = session.get(ReviewItem, item_id)
     if item is None:
         raise NotFound(f"review item {item_id} does not exist")
+    if item.state != ReviewState.CONFLICT:
+        raise Conflict("this item is not (or no longer) in conflict")
     voters = set(session.scalars(select(Label.user_id).where(Label.review_item_id == item_id)))
     if admin_id in voters:
         raise Forbidden("you labelled this item; another admin must rule on it")

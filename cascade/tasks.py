@@ -21,6 +21,7 @@ from sqlalchemy import select
 from cascade.celery_app import CALLBACK_TASK, RETRY_TASK, STAGE1_TASK, STAGE2_TASK
 from cascade.config import Settings
 from cascade.context import Context
+from cascade.errors import CascadeError
 from cascade.db.schema import State, Submission, utcnow
 from cascade.pipeline import BatchOutcome, StageRunner
 from cascade.thresholds import ThresholdCache
@@ -138,7 +139,10 @@ def register(app: Celery, settings: Settings) -> WorkerRuntime:
     def callback(self: Any, submission_id: str) -> None:
         from cascade.callbacks import deliver
 
-        deliver(runtime.ctx, submission_id)
+        try:
+            deliver(runtime.ctx, submission_id)
+        except CascadeError as exc:  # refused for good (e.g. the URL now resolves privately)
+            log.warning("callback for %s not sent: %s", submission_id, exc.message)
 
     @app.task(name=REQUEUE_STALE_TASK)
     def requeue_stale(older_than_s: int = 600) -> int:

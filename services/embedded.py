@@ -82,3 +82,12 @@ def start_redis(data_dir: Path, *, port: int | None = None, persist: bool = True
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("redis-server did not answer within 10 s")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from cascade.config import Settings
+from cascade.config import Settings, settings_env
 from cascade.db.session import upgrade
 from services.embedded import RedisProcess, free_port, start_redis
 
@@ -33,6 +33,7 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    args: list[str]
 
 
 @dataclass
@@ -63,16 +64,13 @@ class Stack:
     def env(self) -> dict[str, str]:
         s = self.settings
         env = dict(os.environ)
+        env.update(settings_env(s))
         env.update(
             CASCADE_BROKER_URL=self.broker_url,
             CASCADE_DATABASE_URL=s.database,
             CASCADE_BLOB_URL=s.blobs,
             CASCADE_VAR_DIR=str(s.var_dir.resolve()),
             CASCADE_MODEL_DIR=str(s.model_dir.resolve()),
-            CASCADE_ENGINE=s.engine,
-            CASCADE_SECRET_KEY=s.secret_key,
-            CASCADE_CALLBACK_SECRET=s.callback_secret,
-            CASCADE_ENV=s.env,
             PROMETHEUS_MULTIPROC_DIR=str(self._metrics_dir()),
             PYTHONUNBUFFERED="1",
         )
@@ -93,7 +91,7 @@ class Stack:
         proc = subprocess.Popen(
             args, env=self.env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
         )
-        child = Child(name, proc, log_path)
+        child = Child(name, proc, log_path, args)
         self.children.append(child)
         return child
 
@@ -154,6 +152,19 @@ class Stack:
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a child, as a crash or an evicted pod would (fault tests)."""
+        child = self.child(name)
+        os.killpg(child.process.pid, signal.SIGKILL)
+        child.process.wait()
+        self.children.remove(child)
+
+    def respawn(self, name: str, args: list[str], *, timeout_s: float = 120) -> Child:
+        """Start a child again under ``name`` and wait until it is ready."""
+        child = self._spawn(name, args)
+        self.wait_ready(timeout_s)
+        return child
 
     def stop(self) -> None:
         for child in reversed(self.children):

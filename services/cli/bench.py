@@ -7,6 +7,7 @@ import click
 from services.cli import LazyGroup
 
 BENCHES: dict[str, tuple[str, str, str]] = {
+    "all": ("services.cli.bench_all", "all_benches", "Every benchmark below, one report folder."),
     "engines": (
         "services.cli.bench_engines",
         "engines",

@@ -112,3 +112,77 @@ def _require_models(model_dir: os.PathLike[str]) -> None:
             f"no trained model for {', '.join(missing)} under {model_dir}; run `cascade demo` "
             "(trains demo models) or `cascade train` + `cascade export` first"
         )
+
+
+@click.command()
+@click.option("--images", type=int, default=600, show_default=True, help="Synthetic uploads.")
+@click.option("--harmful-rate", type=float, default=0.15, show_default=True,
+              help="Share of harmful images in the traffic.")  # fmt: skip
+@click.option("--audit-rate", type=float, default=0.2, show_default=True,
+              help="Share of all images audited (runs every stage and goes to a moderator).")  # fmt: skip
+@click.option("--moderator-accuracy", type=float, default=0.98, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--keep-running/--exit", default=None,
+              help="Keep the app running after the summary (default: only in a terminal).")  # fmt: skip
+def demo(
+    images: int, harmful_rate: float, audit_rate: float, moderator_accuracy: float, seed: int,
+    keep_running: bool | None,
+) -> None:  # fmt: skip
+    """Train (first run) or reuse the demo models, start the stack, push synthetic traffic
+    through the HTTP API, play the moderators, retune the thresholds and print a summary."""
+    import secrets
+
+    from models.demo import ensure_demo_models
+
+    from cascade.apikeys import create_key
+    from cascade.context import Context
+    from cascade.db.schema import utcnow
+    from feedback.retune import retune
+    from services.demo import (
+        demo_settings,
+        ensure_admin,
+        play_moderators,
+        print_summary,
+        push_traffic,
+        summarise,
+        wait_for_cascade,
+    )  # fmt: skip
+    from services.embedded import free_port, port_is_free
+    from services.stack import Stack
+
+    _logging("warning")
+    settings = demo_settings(get_settings(), audit_rate)
+    click.echo(f"[1/6] demo models under {settings.model_dir} (trained on first run)")
+    ensure_demo_models(settings.model_dir, settings.var_dir / "data")
+    click.echo("[2/6] starting the stack (Redis, stage workers, web)")
+    stack = Stack(settings)
+    stack.port = settings.port if port_is_free(settings.port) else free_port()
+    stack.start(timeout_s=300)
+    try:
+        ctx = Context.from_settings(settings.model_copy(update={"broker_url": stack.broker_url}))
+        since = utcnow()
+        with ctx.sessions() as session:
+            key = create_key(session, tenant_name="demo")
+            password = secrets.token_urlsafe(9)
+            ensure_admin(session, "admin", password)
+            session.commit()
+        click.echo(f"[3/6] uploading {images} synthetic images through {stack.url}/v1/images")
+        traffic = push_traffic(stack.url, key.key, n=images, harmful_rate=harmful_rate, seed=seed)
+        click.echo("[4/6] waiting for the cascade to decide")
+        wait_for_cascade(ctx, list(traffic.truth))
+        click.echo("[5/6] moderators label escalations and audits")
+        play_moderators(ctx, traffic.truth, accuracy=moderator_accuracy, seed=seed)
+        click.echo("[6/6] retuning thresholds from the audit labels")
+        proposal = retune(ctx, by="demo", reason="demo run", auto_activate=True)
+        print_summary(summarise(ctx, traffic, since), stack, ("admin", password), proposal)
+        if keep_running is None:
+            keep_running = sys.stdin.isatty()
+        if keep_running:
+            click.echo("running — Ctrl-C to stop")
+            while True:
+                time.sleep(1)
+                stack._check_alive()
+    except KeyboardInterrupt:
+        click.echo("stopping…")
+    finally:
+        stack.stop()

@@ -41,12 +41,14 @@ def activate(ctx: Context, version: int, t1_lo: float, t1_hi: float, t2_lo: floa
         session.commit()
 
 
-def submit(ctx: Context, tenant_id: int, seeds: range) -> list[str]:
+def submit(
+    ctx: Context, tenant_id: int, seeds: range, callback_url: str | None = None
+) -> list[str]:
     ids = []
     with ctx.sessions() as session:
         for seed in seeds:
             accepted = accept(ctx, session, tenant_id=tenant_id, data=png_bytes(seed),
-                              rng=random.Random(seed))  # fmt: skip
+                              rng=random.Random(seed), callback_url=callback_url)  # fmt: skip
             ids.append(accepted.submission.id)
         session.commit()
     for sid in ids:

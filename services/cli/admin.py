@@ -1,0 +1,105 @@
+"""``cascade db ...`` (migrations) and ``cascade keys ...`` (API keys of upload services).
+
+Settings come from the environment (``CASCADE_*``); tests pass a ``Settings`` as the click
+context's ``obj`` instead.
+"""
+
+from __future__ import annotations
+
+import click
+
+from cascade.config import Settings, get_settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj = ctx.find_object(Settings)
+    return obj if obj is not None else get_settings()
+
+
+@click.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Alembic revision.")
+@click.pass_context
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Bring the database (CASCADE_DATABASE_URL, else var/cascade.db) to the latest schema."""
+    from cascade.db.session import upgrade
+
+    settings = _settings(ctx)
+    upgrade(settings.database, revision)
+    click.echo(f"database is at {revision}")
+
+
+@click.group()
+def keys() -> None:
+    """Create, list and revoke API keys of upload services."""
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="Tenant name (created if new).")
+@click.option("--rate-limit", type=click.IntRange(min=1), default=None,
+              help="Requests per minute for this key (default: CASCADE_RATE_LIMIT_PER_MINUTE).")  # fmt: skip
+@click.pass_context
+def keys_create(ctx: click.Context, tenant: str, rate_limit: int | None) -> None:
+    """Issue a key and print it once: only its hash is stored, it cannot be shown again."""
+    from cascade.apikeys import create_key
+    from cascade.context import Context
+
+    context = Context.from_settings(_settings(ctx))
+    try:
+        with context.sessions() as session:
+            issued = create_key(session, tenant_name=tenant, rate_limit_per_minute=rate_limit)
+            session.commit()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        context.close()
+    click.echo(issued.key)
+    click.echo(
+        f"key {issued.prefix} for tenant {tenant!r}: store it now, it is not shown again",
+        err=True,
+    )
+
+
+@keys.command("list")
+@click.pass_context
+def keys_list(ctx: click.Context) -> None:
+    """Every key: prefix, tenant, state, rate limit, creation time (never the key itself)."""
+    from cascade.apikeys import list_keys
+    from cascade.context import Context
+
+    context = Context.from_settings(_settings(ctx))
+    try:
+        with context.sessions() as session:
+            rows = list_keys(session)
+    finally:
+        context.close()
+    click.echo(f"{'PREFIX':<10} {'TENANT':<24} {'STATE':<8} {'LIMIT/MIN':>9}  CREATED")
+    for row, tenant in rows:
+        state = "active" if row.active else "revoked"
+        limit = str(row.rate_limit_per_minute or "default")
+        created = row.created_at.strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{row.prefix:<10} {tenant[:24]:<24} {state:<8} {limit:>9}  {created}")
+
+
+@keys.command("revoke")
+@click.argument("prefix")
+@click.pass_context
+def keys_revoke(ctx: click.Context, prefix: str) -> None:
+    """Revoke the key(s) with PREFIX (the part after ``csk_``); takes effect at once."""
+    from cascade.apikeys import revoke_key
+    from cascade.context import Context
+
+    context = Context.from_settings(_settings(ctx))
+    try:
+        with context.sessions() as session:
+            count = revoke_key(session, prefix=prefix)
+            session.commit()
+    finally:
+        context.close()
+    if count == 0:
+        raise click.ClickException(f"no active key with prefix {prefix!r}")
+    click.echo(f"revoked {count} key(s) with prefix {prefix}")
