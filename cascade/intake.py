@@ -61,22 +61,26 @@ def _find_replay(session: Session, tenant_id: int, key: str | None, sha: str) ->
 
 def _cached_decision(session: Session, image: Image, near_distance: int) -> str | None:
     """An earlier final decision on the same (or a near-identical) image; humans win."""
-    rows = session.execute(
-        select(Submission.decision, Submission.decided_by)
-        .where(Submission.image_sha256 == image.sha256, Submission.state == State.DECIDED)
-        .order_by(Submission.decided_at.desc())
-        .limit(20)
-    ).all()
+    rows: list[tuple[str | None, str | None]] = [
+        (r[0], r[1])
+        for r in session.execute(
+            select(Submission.decision, Submission.decided_by)
+            .where(Submission.image_sha256 == image.sha256, Submission.state == State.DECIDED)
+            .order_by(Submission.decided_at.desc())
+            .limit(20)
+        )
+    ]
     if not rows and near_distance > 0:
-        # Near-duplicates: compare against recent decided images (bounded scan, documented).
-        rows = session.execute(
+        # Near-duplicates: compare against the most recent decided images (a bounded scan:
+        # an index on the hash cannot answer "within distance d"; see the README).
+        recent = session.execute(
             select(Submission.decision, Submission.decided_by, Image.phash)
             .join(Image, Image.sha256 == Submission.image_sha256)
             .where(Submission.state == State.DECIDED)
             .order_by(Submission.decided_at.desc())
             .limit(5000)
-        ).all()
-        rows = [r for r in rows if distance(r[2], image.phash) <= near_distance]
+        )
+        rows = [(r[0], r[1]) for r in recent if distance(r[2], image.phash) <= near_distance]
     human = [r[0] for r in rows if r[1] == Decider.HUMAN]
     if human:
         return str(human[0])

@@ -84,20 +84,38 @@ class ListLengths(Protocol):
 
 
 def setup_multiprocess(directory: str | Path, *, clean: bool = False) -> Path:
-    """Put this process (and the processes it forks) in Prometheus multiprocess mode.
+    """Put this process (and the processes it forks: Celery's prefork pool, gunicorn's
+    workers) in Prometheus multiprocess mode, writing samples under ``directory``.
 
-    prometheus_client picks its value store when the first metric is created, so call this
-    before ``cascade.metrics`` (or anything importing it) is imported — in the entry point of
-    ``cascade serve`` / ``cascade worker``, or set ``PROMETHEUS_MULTIPROC_DIR`` in the
-    environment. ``clean`` empties the folder: do that once per deployment start, never
-    while other processes are writing to it.
+    prometheus_client picks its value store when it is imported, from
+    ``PROMETHEUS_MULTIPROC_DIR``. Setting that variable before start is the documented way and
+    stays the best one; when this is called after ``cascade.metrics`` was imported, the
+    store is switched and this module's metrics are re-created on it, so they are not lost
+    in a store nobody exposes. ``clean`` empties the folder: do that once when a deployment
+    starts, never while other processes write to it.
     """
+    from prometheus_client import values
+
     path = Path(directory)
     if clean and path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    if values.ValueClass is values.MutexValue:
+        values.ValueClass = values.MultiProcessValue()
+        for metric in _module_metrics():
+            if metric._labelnames:
+                with metric._lock:
+                    metric._metrics.clear()
+            else:
+                metric._metric_init()
     return path
+
+
+def _module_metrics() -> list[Any]:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    return [m for m in globals().values() if isinstance(m, MetricWrapperBase)]
 
 
 def mark_process_dead(pid: int, directory: str | Path | None = None) -> None:

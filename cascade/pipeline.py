@@ -25,6 +25,7 @@ from cascade.cost import record_batch
 from cascade.db.schema import ReviewReason, State, Submission, utcnow
 from cascade.decisions import finalize, open_review
 from cascade.policy import Decider, Outcome, Route, ThresholdSet, route_stage1, route_stage2
+from cascade.review import labels_required_for
 from cascade.thresholds import ThresholdCache
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ class StageRunner:
             out.to_stage2.append(sub.id)  # audit: every stage scores it, whatever the decision
 
     def _labels_required(self) -> int:
-        return 2 if self.rng.random() < self.ctx.settings.double_label_rate else 1
+        return labels_required_for(self.rng.random(), self.ctx.settings.double_label_rate)
 
     def _route2(
         self,

@@ -59,14 +59,23 @@ return {1, used + cost, '0'}
 """
 
 
+def redis_client(url: str) -> Any:
+    """A client that gives up fast: admission checks sit on every request's path."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 1)
+    )
+
+
 def redis_for(settings: Settings) -> Any | None:
     """A Redis client on the broker, or None when the broker is not Redis (limits are off)."""
     url = settings.broker_url or ""
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
-    import redis
-
-    return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    return redis_client(url)
 
 
 class RateLimiter:

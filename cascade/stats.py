@@ -17,7 +17,9 @@ windows, noisy over a few minutes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, extract, func, select
 from sqlalchemy.orm import Session
 
+from cascade.cost import BUCKETS
 from cascade.db.schema import (
     CostLedger,
     ReviewItem,
@@ -58,7 +61,7 @@ class Window:
         return edges
 
 
-def make_window(*, end: datetime, span_s: int, points: int = 96) -> Window:
+def make_window(*, end: datetime, span_s: int, points: int = 60) -> Window:
     """A window of ``span_s`` seconds ending at ``end``, with about ``points`` slots.
 
     Slot edges are whole multiples of the step since the epoch, so refreshing the page moves
@@ -94,46 +97,112 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def ledger_series(session: Session, *, window: Window) -> dict[str, list[float]]:
-    """Dollars and images per ledger bucket and slot (one indexed minute range per slot)."""
-    stmt = (
-        select(CostLedger.bucket, func.sum(CostLedger.images), func.sum(CostLedger.dollars))
-        .where(CostLedger.minute >= _bind("a"), CostLedger.minute < _bind("b"))
-        .group_by(CostLedger.bucket)
-    )
-    out: dict[str, list[float]] = {}
-    slots = window.slots
-    for i, (a, b) in enumerate(slots):
-        for bucket, images, dollars in session.execute(stmt, {"a": a, "b": b}):
-            out.setdefault(f"{bucket}_dollars", [0.0] * len(slots))[i] = float(dollars or 0)
-            out.setdefault(f"{bucket}_images", [0.0] * len(slots))[i] = float(images or 0)
+class SlotCache:
+    """Per-slot query results of slots that are over.
+
+    A slot that ended more than ``settle_s`` ago never changes (ledger minutes and decision
+    times are written when they happen), so the page's refresh every 30 s recomputes only the
+    newest slots. Bounded, thread-safe; one per app (per database). Backfilling old data
+    behind a running app's back is the exception: restart it or ``clear()``.
+    """
+
+    def __init__(self, max_entries: int = 50_000, settle_s: float = 120.0) -> None:
+        self.max_entries = max_entries
+        self.settle_s = settle_s
+        self._data: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = compute()
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+def _per_slot(
+    session: Session,
+    window: Window,
+    stmt: Any,
+    kind: str,
+    cache: SlotCache | None,
+    fetch: Callable[[Any], Any],
+) -> list[Any]:
+    """Run ``stmt`` once per slot (bind parameters ``a``, ``b``), reusing settled slots."""
+    conn = session.connection()
+    settled = datetime.now(UTC) - timedelta(seconds=cache.settle_s if cache else 0)
+    out = []
+    for a, b in window.slots:
+
+        def run(a: datetime = a, b: datetime = b) -> Any:
+            return fetch(conn.execute(stmt, {"a": a, "b": b}))
+
+        # The last slot is cut at the window's end: partial, never final, never cached.
+        if cache is None or b > settled or (b - a).total_seconds() < window.step_s:
+            out.append(run())
+        else:
+            out.append(cache.get_or_compute((kind, a, b), run))
     return out
 
 
-def decision_series(session: Session, *, window: Window) -> dict[str, list[int]]:
-    """Decided images per slot: in all, by decider, and audit-sampled."""
-    stmt = (
-        select(Submission.decided_by, Submission.audit, func.count())
-        .where(Submission.decided_at >= _bind("a"), Submission.decided_at < _bind("b"))
-        .group_by(Submission.decided_by, Submission.audit)
-    )
-    slots = window.slots
-    out = {k: [0] * len(slots) for k in ("decided", "audit", *DECIDERS)}
-    for i, (a, b) in enumerate(slots):
-        for decider, audit, count in session.execute(stmt, {"a": a, "b": b}):
-            out["decided"][i] += count
-            if audit:
-                out["audit"][i] += count
-            if decider in out:
-                out[decider][i] += count
+def ledger_series(
+    session: Session, *, window: Window, cache: SlotCache | None = None
+) -> dict[str, list[float]]:
+    """Dollars and images per ledger bucket and slot (one indexed minute range per slot).
+
+    Conditional sums rather than GROUP BY: one pass over the range, no sort.
+    """
+    columns: list[ColumnElement[Any]] = []
+    for bucket in BUCKETS:
+        mine = CostLedger.bucket == bucket
+        columns += [
+            func.coalesce(func.sum(CostLedger.images).filter(mine), 0),
+            func.coalesce(func.sum(CostLedger.dollars).filter(mine), 0.0),
+        ]
+    stmt = select(*columns).where(CostLedger.minute >= _bind("a"), CostLedger.minute < _bind("b"))
+    rows = _per_slot(session, window, stmt, "ledger", cache, lambda r: tuple(r.one()))
+    out = {f"{b}_{k}": [0.0] * len(rows) for b in BUCKETS for k in ("images", "dollars")}
+    for i, row in enumerate(rows):
+        for j, bucket in enumerate(BUCKETS):
+            out[f"{bucket}_images"][i] = float(row[2 * j])
+            out[f"{bucket}_dollars"][i] = float(row[2 * j + 1])
     return out
 
 
-def cost_and_volume(session: Session, *, window: Window) -> dict[str, Any]:
+def decision_series(
+    session: Session, *, window: Window, cache: SlotCache | None = None
+) -> dict[str, list[int]]:
+    """Decided images per slot: in all, by decider, and audit-sampled (conditional counts over
+    one covering-index range per slot: no table reads, no sort)."""
+    stmt = select(
+        func.count(),
+        func.count().filter(Submission.audit.is_(True)),
+        *(func.count().filter(Submission.decided_by == d) for d in DECIDERS),
+    ).where(Submission.decided_at >= _bind("a"), Submission.decided_at < _bind("b"))
+    rows = _per_slot(session, window, stmt, "decisions", cache, lambda r: tuple(r.one()))
+    out = {k: [0] * len(rows) for k in ("decided", "audit", *DECIDERS)}
+    for i, row in enumerate(rows):
+        for key, value in zip(("decided", "audit", *DECIDERS), row, strict=True):
+            out[key][i] = int(value)
+    return out
+
+
+def cost_and_volume(
+    session: Session, *, window: Window, cache: SlotCache | None = None
+) -> dict[str, Any]:
     """Cost per image over time split into compute / human / error, images per second, share
     resolved at each stage, escalation and audit rates — per slot and over the window."""
-    ledger = ledger_series(session, window=window)
-    decisions = decision_series(session, window=window)
+    ledger = ledger_series(session, window=window, cache=cache)
+    decisions = decision_series(session, window=window, cache=cache)
     slots = window.slots
     zeros = [0.0] * len(slots)
     parts = {
@@ -176,7 +245,9 @@ def cost_and_volume(session: Session, *, window: Window) -> dict[str, Any]:
     }
 
 
-def latency(session: Session, *, window: Window, per_slot: int = 200) -> dict[str, Any]:
+def latency(
+    session: Session, *, window: Window, per_slot: int = 200, cache: SlotCache | None = None
+) -> dict[str, Any]:
     """Upload-to-decision latency p50/p95/p99 per slot and over the window.
 
     A bounded sample — the first ``per_slot`` decisions of each slot, read from the covering
@@ -191,8 +262,11 @@ def latency(session: Session, *, window: Window, per_slot: int = 200) -> dict[st
     )
     series: dict[str, list[float | None]] = {"p50": [], "p95": [], "p99": []}
     pooled: list[float] = []
-    for a, b in window.slots:
-        values = sorted(float(v) for v in session.scalars(stmt, {"a": a, "b": b}) if v is not None)
+
+    def fetch(result: Any) -> tuple[float, ...]:
+        return tuple(sorted(float(v) for v in result.scalars() if v is not None))
+
+    for values in _per_slot(session, window, stmt, f"latency{per_slot}", cache, fetch):
         pooled.extend(values)
         for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
             series[name].append(percentile(values, q))
@@ -209,11 +283,12 @@ def latency(session: Session, *, window: Window, per_slot: int = 200) -> dict[st
 
 
 def spend_summary(
-    session: Session, *, window: Window, decided: int, rate_span_s: int = 3600
+    session: Session, *, window: Window, dollars: float, decided: int, rate_span_s: int = 3600
 ) -> dict[str, Any]:
-    """Cost per 1,000 images over the window, and a monthly projection at the current rate
-    (the spend of the last ``rate_span_s`` seconds before the window's end)."""
-    total = _ledger_dollars(session, window.start, window.end)
+    """Cost per 1,000 images over the window (its ``dollars`` and ``decided`` images, from
+    ``cost_and_volume``), and a monthly projection at the current rate: the spend of the last
+    ``rate_span_s`` seconds before the window's end."""
+    total = dollars
     recent_start = window.end - timedelta(seconds=rate_span_s)
     recent = _ledger_dollars(session, recent_start, window.end)
     per_image = cost_per_image(total, decided)

@@ -21,8 +21,8 @@ from sqlalchemy import select
 from cascade.celery_app import CALLBACK_TASK, RETRY_TASK, STAGE1_TASK, STAGE2_TASK
 from cascade.config import Settings
 from cascade.context import Context
-from cascade.errors import CascadeError
 from cascade.db.schema import State, Submission, utcnow
+from cascade.errors import CascadeError
 from cascade.pipeline import BatchOutcome, StageRunner
 from cascade.thresholds import ThresholdCache
 
@@ -153,6 +153,9 @@ def register(app: Celery, settings: Settings) -> WorkerRuntime:
 
 
 def requeue_stale_submissions(app: Celery, ctx: Context, older_than_s: int) -> int:
+    """Re-enqueue what a lost message left behind: undecided submissions and decisions whose
+    callback was never delivered. Everything downstream is idempotent, so a duplicate is
+    harmless; the age cut-off keeps the sweep away from work still in the queues."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     with ctx.sessions() as session:
         rows = session.execute(
@@ -161,8 +164,19 @@ def requeue_stale_submissions(app: Celery, ctx: Context, older_than_s: int) -> i
                 Submission.created_at < cutoff,
             )
         ).all()
+        undelivered = session.scalars(
+            select(Submission.id).where(
+                Submission.state == State.DECIDED,
+                Submission.callback_url.is_not(None),
+                Submission.callback_sent_at.is_(None),
+                Submission.decided_at < cutoff,
+            )
+        ).all()
     for sid, state in rows:
         app.send_task(STAGE2_TASK if state == State.STAGE2 else STAGE1_TASK, args=[sid])
-    if rows:
-        log.warning("requeued %d stale submissions", len(rows))
-    return len(rows)
+    for sid in undelivered:
+        app.send_task(CALLBACK_TASK, args=[sid])
+    if rows or undelivered:
+        log.warning("requeued %d stale submissions, %d undelivered callbacks",
+                    len(rows), len(undelivered))  # fmt: skip
+    return len(rows) + len(undelivered)

@@ -8,7 +8,6 @@ product keeps after orchestration: HTTP, validation, storage, queueing, decoding
 from __future__ import annotations
 
 import json
-import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -64,7 +63,9 @@ def raw_engine_throughput(
 def make_images(n: int, seed: int) -> list[bytes]:
     from models.synthetic import generate_image
 
-    return [generate_image(random.Random(seed + i), harmful=i % 7 == 0)[0] for i in range(n)]
+    return [
+        generate_image(np.random.default_rng(seed + i), harmful=i % 7 == 0)[0] for i in range(n)
+    ]
 
 
 def upload_all(url: str, key: str, images: list[bytes], clients: int) -> tuple[list[str], int]:
@@ -74,7 +75,7 @@ def upload_all(url: str, key: str, images: list[bytes], clients: int) -> tuple[l
 
     def one(data: bytes) -> str | None:
         try:
-            return str(client.submit(data)["id"])
+            return client.submit(data).id
         except CascadeError:
             return None
 
@@ -89,7 +90,7 @@ def collect(ctx: Context, ids: list[str], timeout_s: float) -> list[Any]:
     pending = (State.QUEUED, State.STAGE1, State.STAGE2)
     while True:
         with ctx.sessions() as session:
-            rows = []
+            rows: list[Any] = []
             for i in range(0, len(ids), 500):
                 rows += session.execute(
                     select(Submission.state, Submission.created_at, Submission.decided_at,

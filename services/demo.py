@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import click
+import numpy as np
 from sqlalchemy import func, select
 from tqdm import tqdm
 
@@ -49,9 +50,9 @@ def push_traffic(url: str, api_key: str, *, n: int, harmful_rate: float, seed: i
     client = CascadeClient(url, api_key)
 
     def one(i: int) -> tuple[str | None, bool]:
-        data, _meta = generate_image(random.Random(seed * 100_003 + i), harmful=labels[i])
+        data, _meta = generate_image(np.random.default_rng(seed * 100_003 + i), harmful=labels[i])
         try:
-            return str(client.submit(data)["id"]), labels[i]
+            return client.submit(data).id, labels[i]
         except CascadeError:
             return None, labels[i]
 
@@ -129,7 +130,7 @@ def summarise(ctx: Context, traffic: Traffic, since: datetime) -> dict[str, Any]
     """This run's decisions by decider, escalation share, errors against the truth, cost."""
     ids = list(traffic.truth)
     with ctx.sessions() as session:
-        subs = []
+        subs: list[Any] = []
         for chunk in range(0, len(ids), 500):
             subs += session.execute(
                 select(Submission.id, Submission.state, Submission.decision,
@@ -139,10 +140,11 @@ def summarise(ctx: Context, traffic: Traffic, since: datetime) -> dict[str, Any]
         dollars = ledger_totals(session, since=since)
     n = len(subs)
     deciders = Counter(s.decided_by or s.state for s in subs)
-    reached2 = sum(1 for s in subs if s.s2 is not None and not s.audit)
-    misses = sum(1 for s in subs if traffic.truth.get(s.id) and s.decision == "allow")
-    false_blocks = sum(1 for s in subs if s.id in traffic.truth and not traffic.truth[s.id]
-                       and s.decision == "block")  # fmt: skip
+    reached2 = sum(s.s2 is not None and not s.audit for s in subs)
+    misses = sum(bool(traffic.truth.get(s.id)) and s.decision == "allow" for s in subs)
+    false_blocks = sum(
+        s.id in traffic.truth and not traffic.truth[s.id] and s.decision == "block" for s in subs
+    )
     compute = dollars.get("stage1", 0.0) + dollars.get("stage2", 0.0)
     total = compute + dollars.get("human", 0.0) + dollars.get("error", 0.0)
     return {
@@ -151,7 +153,7 @@ def summarise(ctx: Context, traffic: Traffic, since: datetime) -> dict[str, Any]
         "upload_rate": len(traffic.truth) / traffic.seconds if traffic.seconds else 0.0,
         "deciders": dict(deciders),
         "escalated_to_stage2": reached2 / n if n else 0.0,
-        "audited": sum(1 for s in subs if s.audit),
+        "audited": sum(bool(s.audit) for s in subs),
         "misses": misses,
         "false_blocks": false_blocks,
         "dollars": dollars,

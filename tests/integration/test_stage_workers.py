@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -138,3 +139,30 @@ def test_new_threshold_set_reaches_running_workers_within_seconds(
     assert {s.decision for s in subs} == {"block"}
     assert {s.threshold_version for s in subs} == {4}
     ctx.close()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CASCADE_TEST_AMQP_URL"),
+    reason="CASCADE_TEST_AMQP_URL is not set (.ci/run sets it when RabbitMQ answers on :5672)",
+)
+def test_the_cascade_runs_on_rabbitmq_as_broker(stack_settings, make_stack, context, tenant_id):
+    settings = stack_settings.model_copy(update={"broker_url": os.environ["CASCADE_TEST_AMQP_URL"]})
+    ctx = Context.from_settings(settings)
+    _purge(ctx)
+    activate(ctx, 1, t1_lo=0.0, t1_hi=1.0, t2_lo=0.5, t2_hi=0.5)
+    make_stack(settings, web=False, beat=False)
+    ids = submit(ctx, tenant_id, range(500, 512))
+    wait_until(lambda: all_final(ctx, ids), 120, "12 images decided over RabbitMQ")
+    assert all(s.state == State.DECIDED and s.s2 is not None for s in states(ctx, ids).values())
+    ctx.close()
+
+
+def _purge(ctx: Context) -> None:
+    """Empty the shared RabbitMQ's queues: earlier runs may have left messages behind."""
+    with ctx.celery.connection_for_write() as conn:
+        for queue in ("stage1", "stage2", "callbacks", "maintenance"):
+            with conn.channel() as channel:
+                try:
+                    channel.queue_purge(queue)
+                except Exception:  # the queue does not exist yet
+                    pass
