@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
     max_batch_images: int = 64
+    max_request_bytes: int = 64 * 1024 * 1024  # a whole (batch) request body
     rate_limit_per_minute: int = 6000
     max_queue_depth: int = 50_000
     metrics_port: int = 9808  # workers expose /metrics here (production; embedded runs aggregate)

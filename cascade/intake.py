@@ -10,6 +10,7 @@ import random
 import uuid
 from dataclasses import dataclass
 
+from PIL.Image import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,7 +22,7 @@ from cascade.netguard import check_callback_url
 from cascade.phash import dhash, distance
 from cascade.policy import Decider, Outcome
 from models.errors import ImageError, ImageTooLarge
-from models.preprocess import decode_image
+from models.preprocess import decode_image, probe_image
 
 
 @dataclass
@@ -31,19 +32,21 @@ class Accepted:
     cached: bool  # True: decided at once from an earlier decision on the same image
 
 
-def validate_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[object, str]:
-    """Decode ``data`` fully (a real decode check); returns (PIL image, format)."""
+def validate_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[PILImage, str]:
+    """Check the header (cheap; refuses bombs before any pixel is decoded), then decode fully
+    (a real decode check). Returns (RGB image, format)."""
     if not data:
         raise InvalidImage("the upload is empty (0 bytes)")
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
     try:
+        info = probe_image(data, max_pixels=max_pixels)
         img = decode_image(data, max_pixels=max_pixels)
     except ImageTooLarge as exc:
         raise PayloadTooLarge(str(exc)) from None
     except ImageError as exc:
         raise InvalidImage(str(exc)) from None
-    return img, str(getattr(img, "cascade_format", None) or getattr(img, "format", None) or "")
+    return img, info.format
 
 
 def _find_replay(session: Session, tenant_id: int, key: str | None, sha: str) -> Submission | None:
@@ -108,10 +111,10 @@ def accept(
         return Accepted(replay, created=False, cached=False)
     image = session.get(Image, sha)
     if image is None:
-        width, height = img.size  # type: ignore[attr-defined]
+        width, height = img.size
         image = Image(
             sha256=sha,
-            phash=dhash(img),  # type: ignore[arg-type]
+            phash=dhash(img),
             size_bytes=len(data),
             width=width,
             height=height,

@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=ctx.settings.secret_key,
-        MAX_CONTENT_LENGTH=ctx.settings.max_upload_bytes * 2 + 1024 * 1024,
+        MAX_CONTENT_LENGTH=max(ctx.settings.max_request_bytes, ctx.settings.max_upload_bytes),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=ctx.settings.env == "production",

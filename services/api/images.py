@@ -1,0 +1,193 @@
+"""``POST /v1/images`` (single and batch) and ``GET /v1/images/<id>``.
+
+Status codes: 202 queued; 200 answered at once (cache hit) or an Idempotency-Key replay;
+207 for the batch form, whose body lists each image's own status (202/200 or its error).
+A batch item's idempotency key is ``<Idempotency-Key>:<index>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Response, g, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from cascade.celery_app import STAGE1_TASK
+from cascade.context import Context
+from cascade.db.schema import Submission
+from cascade.errors import CascadeError, Conflict, NotFound, PayloadTooLarge
+from cascade.intake import Accepted, accept
+from cascade.metrics import CACHE_HITS, REJECTED, SUBMISSIONS
+from cascade.netguard import check_callback_url
+from services.api import bp
+from services.api.admission import admission, context
+from services.api.auth import require_api_key
+from services.api.bodies import Upload, UploadRequest, read_upload_request
+
+log = logging.getLogger(__name__)
+
+_PATHS = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@~+-]+){2,}")
+_TIMINGS = ("created_at", "stage1_at", "stage2_at", "decided_at")
+
+
+def summary_view(sub: Submission) -> dict[str, Any]:
+    """What a submitter sees right after an upload."""
+    body: dict[str, Any] = {
+        "id": sub.id,
+        "state": sub.state,
+        "links": {"self": f"{bp.url_prefix}/images/{sub.id}"},
+    }
+    if sub.decision is not None:
+        body["decision"] = sub.decision
+        body["decided_by"] = sub.decided_by
+    return body
+
+
+def detail_view(sub: Submission) -> dict[str, Any]:
+    """Everything a submitter may know about its submission; no storage keys or paths."""
+    times = {name: getattr(sub, name) for name in _TIMINGS}
+    timings: dict[str, Any] = {k: v.isoformat() if v else None for k, v in times.items()}
+    if sub.decided_at and sub.created_at:
+        timings["seconds_to_decision"] = (sub.decided_at - sub.created_at).total_seconds()
+    return summary_view(sub) | {
+        "decision": sub.decision,
+        "decided_by": sub.decided_by,
+        "scores": {"stage1": sub.s1, "stage2": sub.s2},
+        "threshold_version": sub.threshold_version,
+        "timings": timings,
+        "error": _PATHS.sub("<path>", sub.error)[:500] if sub.error else None,
+    }
+
+
+def enqueue(ctx: Context, submission_id: str) -> None:
+    """Hand a committed submission to stage 1.
+
+    A broker failure here does not fail the upload: the submission is committed in state
+    ``queued``, and the periodic ``cascade.maintenance.requeue_stale`` sweep re-enqueues
+    queued submissions that never started.
+    """
+    try:
+        ctx.celery.send_task(STAGE1_TASK, args=[submission_id])
+    except Exception:
+        log.exception("could not enqueue submission %s; it stays queued", submission_id)
+
+
+def _accept_committed(
+    ctx: Context, item: Upload, key: str | None, callback: str | None
+) -> Accepted:
+    """``accept`` in its own transaction, surviving a concurrent twin.
+
+    Two requests with the same Idempotency-Key (or the same new image) can both pass the
+    look-ups and then collide on a unique constraint; the loser retries once and finds the
+    winner's rows, so it answers as a replay instead of a 500.
+    """
+    for attempt in (1, 2):
+        with ctx.sessions() as session:
+            try:
+                accepted = accept(
+                    ctx,
+                    session,
+                    tenant_id=g.tenant_id,
+                    data=item.data,
+                    idempotency_key=key,
+                    callback_url=callback,
+                )
+                session.commit()
+                return accepted
+            except IntegrityError:
+                session.rollback()
+                if attempt == 2:
+                    raise Conflict("a concurrent request collided with this one; retry") from None
+    raise AssertionError("unreachable")
+
+
+def submit_one(ctx: Context, req: UploadRequest, index: int) -> tuple[dict[str, Any], int, bool]:
+    """Accept item ``index``: (body, status, is a replay). Cascade errors propagate."""
+    item = req.items[index]
+    if item.refused is not None:
+        raise item.refused
+    accepted = _accept_committed(ctx, item, req.item_key(index), req.callback_url)
+    sub = accepted.submission
+    if accepted.created and not accepted.cached:
+        enqueue(ctx, sub.id)
+    if accepted.created:
+        SUBMISSIONS.labels(tenant=str(g.tenant_id)).inc()
+    if accepted.cached:
+        CACHE_HITS.labels(kind="api").inc()
+    status = 202 if accepted.created and not accepted.cached else 200
+    return summary_view(sub), status, not accepted.created
+
+
+def _batch_item(ctx: Context, req: UploadRequest, index: int) -> dict[str, Any]:
+    head: dict[str, Any] = {"index": index, "filename": req.items[index].filename}
+    try:
+        body, status, _ = submit_one(ctx, req, index)
+    except CascadeError as exc:
+        REJECTED.labels(code=exc.code).inc()
+        return head | {"status": exc.status, "error": {"code": exc.code, "message": exc.message}}
+    return head | {"status": status} | body
+
+
+@bp.post("/images")
+@require_api_key
+def submit_images() -> tuple[Response, int]:
+    ctx = context()
+    gate = admission()
+    gate.check_queue()
+    req = read_upload_request(ctx.settings)
+    if req.callback_url:  # once for the whole request, before any image is stored
+        check_callback_url(req.callback_url, allow_private=ctx.settings.callback_allow_private)
+    if req.batch:
+        gate.charge(g.api_key_id, limit=g.rate_limit_per_minute, cost=len(req.items) - 1)
+        items = [_batch_item(ctx, req, i) for i in range(len(req.items))]
+        return jsonify({"items": items}), 207
+    body, status, replayed = submit_one(ctx, req, 0)
+    response = jsonify(body)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, status
+
+
+@bp.get("/images/<submission_id>")
+@require_api_key
+def get_image(submission_id: str) -> Response:
+    sub = None
+    if len(submission_id) <= 36:
+        with context().sessions() as session:
+            sub = session.scalars(
+                select(Submission).where(
+                    Submission.id == submission_id, Submission.tenant_id == g.tenant_id
+                )
+            ).first()
+    if sub is None:  # another tenant's id reads exactly like a missing one
+        raise NotFound(f"no submission {submission_id[:40]!r} for this API key's tenant")
+    return jsonify(detail_view(sub))
+
+
+@bp.errorhandler(CascadeError)
+def _counted_error(exc: CascadeError) -> Response:
+    REJECTED.labels(code=exc.code).inc()
+    response = jsonify({"error": {"code": exc.code, "message": exc.message}})
+    response.status_code = exc.status
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _body_too_large(exc: RequestEntityTooLarge) -> Response:
+    ctx = context()
+    limit = request.max_content_length
+    length = request.content_length
+    if length is not None and limit is not None and length > limit:
+        message = (
+            f"the request body is {length} bytes; the limit is {limit} bytes per request "
+            f"and {ctx.settings.max_upload_bytes} bytes per image"
+        )
+    else:
+        message = "a form field or the number of multipart parts is over the server's limits"
+    return _counted_error(PayloadTooLarge(message))

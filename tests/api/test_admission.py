@@ -1,0 +1,159 @@
+"""Admission control on a real Redis: rate limits (429), backpressure (503), callback SSRF (400)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from cascade import queues
+from cascade.context import Context
+from cascade.errors import ServiceUnavailable, TooManyRequests
+from cascade.ratelimit import Backpressure, RateLimiter, redis_client
+from tests.api.conftest import issue_key, stage1_messages
+
+pytestmark = pytest.mark.integration
+
+MakeImage = Callable[..., bytes]
+
+
+def test_rate_limit_answers_429_with_retry_after(
+    api: FlaskClient, api_context: Context, make_image: MakeImage
+) -> None:
+    issued = issue_key(api_context, "tiny", rate_limit=3)
+    headers = {"X-API-Key": issued.key}
+    statuses = [
+        api.post(
+            "/v1/images", data=make_image(), headers=headers, content_type="image/png"
+        ).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [202, 202, 202]
+    r = api.get("/v1/images/whatever", headers=headers)
+    assert r.status_code == 429
+    assert r.json["error"]["code"] == "rate_limited"
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    # Another key of the same service is not affected.
+    other = issue_key(api_context, "tiny")
+    assert api.get("/v1/images/whatever", headers={"X-API-Key": other.key}).status_code == 404
+
+
+def test_a_batch_counts_each_image(
+    api: FlaskClient, api_context: Context, make_image: MakeImage
+) -> None:
+    issued = issue_key(api_context, "batchy", rate_limit=4)
+    headers = {"X-API-Key": issued.key}
+    files = [(io.BytesIO(make_image()), f"{i}.png") for i in range(3)]
+    assert api.post("/v1/images", data={"images": files}, headers=headers).status_code == 207
+    files = [(io.BytesIO(make_image()), f"{i}.png") for i in range(2)]
+    r = api.post("/v1/images", data={"images": files}, headers=headers)
+    assert r.status_code == 429 and "Retry-After" in r.headers
+
+
+def test_sliding_window_refuses_exactly_over_the_limit(redis_client: redis.Redis) -> None:
+    limiter = RateLimiter(redis_client, namespace="test:rl")
+    for _ in range(5):
+        limiter.hit("k", limit=5)
+    with pytest.raises(TooManyRequests) as info:
+        limiter.hit("k", limit=5)
+    assert info.value.retry_after is not None and 1 <= info.value.retry_after <= 60
+    with pytest.raises(TooManyRequests, match="smaller batches"):
+        limiter.hit("other", limit=5, cost=6)
+    limiter.hit("other", limit=5, cost=5)
+
+
+def test_backpressure_answers_503_with_retry_after(
+    api: FlaskClient,
+    auth: dict[str, str],
+    api_context: Context,
+    redis_client: redis.Redis,
+    make_image: MakeImage,
+) -> None:
+    depth = api_context.settings.max_queue_depth = 5
+    redis_client.rpush(queues.STAGE1, *[b'{"fake": true}'] * (depth + 1))
+    r = api.post("/v1/images", data=make_image(), headers=auth, content_type="image/png")
+    assert r.status_code == 503
+    assert r.json["error"]["code"] == "unavailable"
+    assert "queue is full" in r.json["error"]["message"]
+    assert int(r.headers["Retry-After"]) >= 1
+    assert len(stage1_messages(redis_client)) == depth + 1  # nothing was added
+    # Reading results is never refused by backpressure.
+    assert api.get("/v1/images/x", headers=auth).status_code == 404
+
+
+def test_backpressure_caches_the_depth_for_its_ttl(redis_client: redis.Redis) -> None:
+    now = [100.0]
+    gate = Backpressure(redis_client, max_depth=2, ttl_s=1.0, clock=lambda: now[0])
+    gate.check()
+    redis_client.rpush(queues.STAGE1, b"a", b"b", b"c")
+    gate.check()  # still the cached depth (0)
+    now[0] += 1.0
+    with pytest.raises(ServiceUnavailable):
+        gate.check()
+    redis_client.delete(queues.STAGE1)
+    now[0] += 1.0
+    gate.check()
+
+
+def test_redis_down_fails_open() -> None:
+    dead = redis_client("redis://127.0.0.1:1/0")
+    RateLimiter(dead).hit("k", limit=1)
+    RateLimiter(dead).hit("k", limit=1)
+    assert Backpressure(dead, max_depth=0).depth() == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://10.0.0.1/",
+        "http://[::1]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost:8080/x",
+        "http://192.168.1.5/",
+        "file:///etc/passwd",
+        "gopher://example.com/",
+        "http://user:pw@example.com/",
+    ],
+)
+def test_callback_urls_into_private_networks_are_refused(
+    api: FlaskClient, auth: dict[str, str], make_image: MakeImage, url: str
+) -> None:
+    img = make_image()
+    r = api.post(
+        "/v1/images",
+        data=img,
+        headers=auth,
+        content_type="image/png",
+        query_string={"callback_url": url},
+    )
+    assert r.status_code == 400, r.json
+    assert r.json["error"]["code"] == "bad_request"
+    r = api.post(
+        "/v1/images",
+        data={"image": (io.BytesIO(img), "a.png"), "callback_url": url},
+        headers=auth,
+    )
+    assert r.status_code == 400
+
+
+def test_public_callback_url_is_stored(
+    api: FlaskClient, auth: dict[str, str], make_image: MakeImage, api_context: Context
+) -> None:
+    from cascade.db.schema import Submission
+
+    url = "https://93.184.215.14/hook"  # a global address literal: no DNS needed
+    r = api.post(
+        "/v1/images",
+        data=make_image(),
+        headers=auth,
+        content_type="image/png",
+        query_string={"callback_url": url},
+    )
+    assert r.status_code == 202
+    with api_context.sessions() as session:
+        sub = session.get(Submission, r.json["id"])
+        assert sub is not None and sub.callback_url == url

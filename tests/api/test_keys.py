@@ -1,0 +1,123 @@
+"""API keys: only a hash is stored, verification, revocation, and the `cascade keys` CLI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+from sqlalchemy import select, text
+
+from cascade.apikeys import create_key, hash_key, revoke_key, split_key, verify_key
+from cascade.config import Settings
+from cascade.context import Context
+from cascade.db.schema import ApiKey, Tenant
+
+pytestmark = pytest.mark.integration
+
+
+def test_database_never_holds_the_key(context: Context) -> None:
+    with context.sessions() as session:
+        issued = create_key(session, tenant_name="acme")
+        session.commit()
+    prefix, secret = split_key(issued.key) or ("", "")
+    assert issued.key.startswith(f"csk_{prefix}_") and len(secret) >= 40
+    with context.engine.connect() as conn:
+        dump = repr(conn.execute(text("SELECT * FROM api_keys")).all())
+        dump += repr(conn.execute(text("SELECT * FROM tenants")).all())
+    assert secret not in dump and issued.key not in dump
+    assert hash_key(issued.key) in dump  # what is stored instead
+
+
+def test_verify_and_revoke(context: Context) -> None:
+    with context.sessions() as session:
+        a = create_key(session, tenant_name="acme")
+        b = create_key(session, tenant_name="acme", rate_limit_per_minute=10)
+        session.commit()
+        assert a.tenant_id == b.tenant_id and a.prefix != b.prefix
+        row = verify_key(session, a.key)
+        assert row is not None and row.id == a.api_key_id
+        assert verify_key(session, a.key + "x") is None
+        assert verify_key(session, b.key[:-1]) is None
+        assert verify_key(session, f"csk_{a.prefix}_{split_key(b.key)[1]}") is None  # type: ignore[index]
+        assert verify_key(session, "") is None and verify_key(session, "nonsense") is None
+        assert revoke_key(session, prefix=a.prefix) == 1
+        session.commit()
+        assert verify_key(session, a.key) is None
+        assert verify_key(session, b.key) is not None
+        assert revoke_key(session, prefix=a.prefix) == 0
+
+
+def test_revoked_key_is_refused_by_the_api(
+    api: FlaskClient, api_context: Context, make_image: Callable[..., bytes]
+) -> None:
+    with api_context.sessions() as session:
+        issued = create_key(session, tenant_name="acme")
+        session.commit()
+    headers = {"Authorization": f"Bearer {issued.key}"}
+    assert api.get("/v1/images/none", headers=headers).status_code == 404
+    with api_context.sessions() as session:
+        revoke_key(session, prefix=issued.prefix)
+        session.commit()
+    r = api.post("/v1/images", data=make_image(), headers=headers, content_type="image/png")
+    assert r.status_code == 401
+    assert r.json["error"]["message"] == "invalid or revoked API key"
+
+
+def test_keys_never_reach_the_logs(
+    api: FlaskClient,
+    api_context: Context,
+    make_image: Callable[..., bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with api_context.sessions() as session:
+        issued = create_key(session, tenant_name="acme")
+        session.commit()
+    caplog.set_level(logging.DEBUG)
+    for headers in ({"X-API-Key": issued.key}, {"X-API-Key": issued.key + "wrong"}):
+        api.post("/v1/images", data=make_image(), headers=headers, content_type="image/png")
+        api.post("/v1/images", data=b"junk", headers=headers, content_type="image/png")
+    assert split_key(issued.key)[1] not in caplog.text  # type: ignore[index]
+
+
+def test_cli_create_list_revoke(settings: Settings, context: Context) -> None:
+    from services.cli import main
+
+    runner = CliRunner()
+    created = runner.invoke(main, ["keys", "create", "--tenant", "acme"], obj=settings)
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip()
+    prefix = (split_key(key) or ("", ""))[0]
+    assert prefix
+    with context.sessions() as session:
+        assert verify_key(session, key) is not None
+        assert session.scalars(select(Tenant.name)).all() == ["acme"]
+
+    listed = runner.invoke(main, ["keys", "list"], obj=settings)
+    assert listed.exit_code == 0 and prefix in listed.stdout and "active" in listed.stdout
+    assert key not in listed.stdout
+
+    revoked = runner.invoke(main, ["keys", "revoke", prefix], obj=settings)
+    assert revoked.exit_code == 0, revoked.output
+    with context.sessions() as session:
+        assert verify_key(session, key) is None
+        assert session.scalars(select(ApiKey.active)).all() == [False]
+    again = runner.invoke(main, ["keys", "revoke", prefix], obj=settings)
+    assert again.exit_code != 0 and "no active key" in again.output
+    bad = runner.invoke(main, ["keys", "create", "--tenant", "  "], obj=settings)
+    assert bad.exit_code == 2
+
+
+def test_cli_db_upgrade_creates_the_schema(tmp_path: object, settings: Settings) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    from services.cli import main
+
+    fresh = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path}/fresh.db"})
+    result = CliRunner().invoke(main, ["db", "upgrade"], obj=fresh)
+    assert result.exit_code == 0, result.output
+    engine = create_engine(fresh.database)
+    assert {"api_keys", "submissions", "tenants"} <= set(inspect(engine).get_table_names())
+    engine.dispose()
