@@ -79,6 +79,10 @@ class Settings(BaseSettings):
         "a100": 3.67,
         "h100": 6.88,
     }
+    # Device-seconds per image assumed by the feedback service until workers have recorded
+    # batches of their own (then the measured figures are used).
+    stage1_seconds_per_image: float = 0.004
+    stage2_seconds_per_image: float = 0.045
     human_review_cost: float = 0.05
     miss_cost: float = 5.0
     false_block_cost: float = 0.50

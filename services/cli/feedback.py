@@ -65,7 +65,7 @@ def format_proposal(p: dict[str, Any]) -> str:
     lines = [
         f"threshold set v{p['version']}: {head}; "
         + ("ACTIVATED" if p["activated"] else "proposed (not active)"),
-        f"  {p['note']}",
+        *([f"  {p['note']}"] if p["note"] != "certified" else []),
         f"  t1_lo={t['t1_lo']:.4g}  t1_hi={t['t1_hi']:.4g}  "
         f"t2_lo={t['t2_lo']:.4g}  t2_hi={t['t2_hi']:.4g}",
         f"  audit images: {p['n_samples']} ({p['n_bound_samples']} equal-probability for the bound)",

@@ -1,0 +1,208 @@
+"""Threshold sets in the database: propose, activate, roll back, reject.
+
+Exactly one set is in force at a time: the single row with status ``active``, or, when there is
+none, :data:`cascade.policy.DEFAULT_THRESHOLDS` (version 0). Workers poll the active row every
+few seconds, so writing it correctly is all a rollout needs. Changes of status take a
+transaction-scoped advisory lock on PostgreSQL (SQLite serialises writers by itself), so two
+admins activating at once cannot leave two active rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from cascade.db.schema import ThresholdSetRow, ThresholdStatus, utcnow
+from cascade.errors import Conflict, NotFound
+from cascade.policy import DEFAULT_THRESHOLDS, ThresholdSet
+from feedback.costs import StageCosts
+from feedback.optimise import Optimum
+
+_LOCK_KEY = 0x7468_7265  # "thre"
+
+
+def _lock(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+
+
+def thresholds_of(row: ThresholdSetRow | None) -> ThresholdSet:
+    if row is None:
+        return DEFAULT_THRESHOLDS
+    return ThresholdSet(row.t1_lo, row.t1_hi, row.t2_lo, row.t2_hi, version=row.version)
+
+
+def active_row(session: Session) -> ThresholdSetRow | None:
+    return session.scalar(
+        select(ThresholdSetRow).where(ThresholdSetRow.status == ThresholdStatus.ACTIVE)
+    )
+
+
+def active_thresholds(session: Session) -> ThresholdSet:
+    """The set in force: the active row, else the built-in defaults (version 0)."""
+    return thresholds_of(active_row(session))
+
+
+def list_rows(session: Session, *, limit: int | None = None) -> list[ThresholdSetRow]:
+    """Threshold sets, newest first."""
+    q = select(ThresholdSetRow).order_by(ThresholdSetRow.version.desc())
+    return list(session.scalars(q if limit is None else q.limit(limit)))
+
+
+def get_row(session: Session, version: int) -> ThresholdSetRow:
+    row = session.get(ThresholdSetRow, version)
+    if row is None:
+        raise NotFound(f"no threshold set version {version}")
+    return row
+
+
+def propose(
+    session: Session, optimum: Optimum, costs: StageCosts, *, by: str, reason: str
+) -> ThresholdSetRow:
+    """Store the optimiser's choice as a proposed set, with everything needed to audit it."""
+    _lock(session)
+    version = int(session.scalar(select(func.max(ThresholdSetRow.version))) or 0) + 1
+    ts = optimum.thresholds
+    est = optimum.estimate
+    details: dict[str, Any] = {
+        "certified": optimum.certified,
+        "fallback": optimum.fallback,
+        "note": optimum.note,
+        "level": optimum.level,
+        "n_bound_samples": optimum.n_bound_samples,
+        "n_certified": optimum.n_certified,
+        "estimate": est.as_dict() if est else None,
+        "costs": costs.as_dict(),
+        "history": [_event("proposed", by)],
+    }
+    row = ThresholdSetRow(
+        version=version,
+        t1_lo=ts.t1_lo,
+        t1_hi=ts.t1_hi,
+        t2_lo=ts.t2_lo,
+        t2_hi=ts.t2_hi,
+        status=ThresholdStatus.PROPOSED,
+        created_by=by,
+        reason=reason,
+        expected_cost=est.cost if est else None,
+        miss_rate_bound=optimum.miss_rate_bound,
+        alpha=optimum.alpha,
+        delta=optimum.delta,
+        n_samples=optimum.n_samples,
+        details=details,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def activate(session: Session, version: int, *, by: str) -> ThresholdSet:
+    """Put ``version`` in force (0: the built-in defaults), retiring the one before."""
+    _lock(session)
+    target = None if version == 0 else get_row(session, version)
+    if target is not None and target.status == ThresholdStatus.REJECTED:
+        raise Conflict(f"version {version} was rejected; run a new retune instead")
+    current = active_row(session)
+    if current is not None and current is not target:
+        _set_status(current, ThresholdStatus.RETIRED, by, "retired")
+    if target is not None and target.status != ThresholdStatus.ACTIVE:
+        target.activated_at, target.activated_by = utcnow(), by
+        _set_status(target, ThresholdStatus.ACTIVE, by, "activated")
+    session.flush()
+    return thresholds_of(target)
+
+
+def rollback(session: Session, *, by: str) -> ThresholdSet:
+    """Re-activate the set in force before the current one; the current one is rejected.
+
+    "Before" is the most recently retired set that was once active (the defaults if none).
+    """
+    _lock(session)
+    current = active_row(session)
+    previous = session.scalar(
+        select(ThresholdSetRow)
+        .where(
+            ThresholdSetRow.status == ThresholdStatus.RETIRED,
+            ThresholdSetRow.activated_at.is_not(None),
+        )
+        .order_by(ThresholdSetRow.retired_at.desc(), ThresholdSetRow.version.desc())
+        .limit(1)
+    )
+    if current is None and previous is None:
+        raise Conflict("nothing to roll back: the defaults are in force and nothing came before")
+    if current is not None:
+        _set_status(current, ThresholdStatus.REJECTED, by, "rolled back")
+    if previous is not None:
+        previous.activated_at, previous.activated_by = utcnow(), by
+        _set_status(previous, ThresholdStatus.ACTIVE, by, "re-activated by rollback")
+    session.flush()
+    return thresholds_of(previous)
+
+
+def reject(session: Session, version: int, *, by: str) -> ThresholdSetRow:
+    """Mark a proposed (or retired) set as not to be used."""
+    _lock(session)
+    row = get_row(session, version)
+    if row.status == ThresholdStatus.ACTIVE:
+        raise Conflict(f"version {version} is active; roll it back instead")
+    _set_status(row, ThresholdStatus.REJECTED, by, "rejected")
+    session.flush()
+    return row
+
+
+def _event(what: str, by: str) -> dict[str, str]:
+    return {"event": what, "by": by, "at": utcnow().isoformat()}
+
+
+def _set_status(row: ThresholdSetRow, status: ThresholdStatus, by: str, event: str) -> None:
+    if status != ThresholdStatus.ACTIVE and row.status == ThresholdStatus.ACTIVE:
+        row.retired_at = utcnow()
+    row.status = status
+    details = dict(row.details or {})
+    details["history"] = [*details.get("history", []), _event(event, by)]
+    row.details = details  # a new dict: JSON columns do not track in-place changes
+
+
+def row_as_dict(row: ThresholdSetRow) -> dict[str, Any]:
+    """A row with its provenance, for the API and the CLI."""
+    return {
+        "version": row.version,
+        "thresholds": {
+            "t1_lo": row.t1_lo,
+            "t1_hi": row.t1_hi,
+            "t2_lo": row.t2_lo,
+            "t2_hi": row.t2_hi,
+        },
+        "status": row.status,
+        "created_by": row.created_by,
+        "reason": row.reason,
+        "created_at": _iso(row.created_at),
+        "activated_at": _iso(row.activated_at),
+        "activated_by": row.activated_by,
+        "retired_at": _iso(row.retired_at),
+        "expected_cost": row.expected_cost,
+        "miss_rate_bound": row.miss_rate_bound,
+        "alpha": row.alpha,
+        "delta": row.delta,
+        "n_samples": row.n_samples,
+        "details": row.details,
+    }
+
+
+def default_as_dict() -> dict[str, Any]:
+    """Version 0, the built-in defaults, in the same shape as a row."""
+    ts = DEFAULT_THRESHOLDS
+    return {
+        "version": 0,
+        "thresholds": {"t1_lo": ts.t1_lo, "t1_hi": ts.t1_hi, "t2_lo": ts.t2_lo, "t2_hi": ts.t2_hi},
+        "status": "active",
+        "created_by": "built-in",
+        "reason": "defaults in force until a threshold set is activated",
+    }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None

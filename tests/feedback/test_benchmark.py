@@ -1,0 +1,71 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from feedback.benchmark import (
+    compare_policies,
+    headline,
+    single_stage_point,
+    synthetic_scores,
+    tune_single_stage,
+)
+from feedback.bound import miss_pvalues
+from feedback.costs import StageCosts
+from feedback.optimise import ThresholdGrid
+
+COSTS = StageCosts(stage1=1e-7, stage2=1.2e-6, human=0.05, miss=5.0, false_block=0.5)
+
+
+def test_single_stage_tuning_matches_exhaustive_search() -> None:
+    s1, _, y = synthetic_scores(6000, seed=4)
+    grid = ThresholdGrid.default(per_side=6)
+    alpha, delta, free_miss = 0.01, 0.1, StageCosts(1e-7, 1.2e-6, 0.05, 0.0, 0.5)
+    lo, hi, ok = tune_single_stage(s1, y, free_miss, 1e-7, alpha=alpha, delta=delta, grid=grid)
+    assert ok
+    best = np.inf
+    for lo_c in grid.values[: grid.n_lo]:
+        k = int(np.sum((y == 1) & (s1 < lo_c)))
+        if miss_pvalues(k, len(y), alpha) > delta:
+            break  # fixed sequence: stop at the first failure
+        for hi_c in grid.values[grid.values >= lo_c]:
+            p = single_stage_point("stage1+humans", s1, y, lo_c, hi_c, free_miss, 1e-7, alpha, True)
+            best = min(best, p.operating_cost)
+    chosen = single_stage_point("stage1+humans", s1, y, lo, hi, free_miss, 1e-7, alpha, True)
+    assert chosen.operating_cost == pytest.approx(best, rel=1e-9)
+
+
+def test_policies_compare_on_held_out_scores() -> None:
+    s1, s2, y = synthetic_scores(40_000, seed=1)
+    points = compare_policies(s1, s2, y, COSTS, alphas=(0.002, 0.005, 0.02), delta=0.05)
+    assert [p.policy for p in points[:3]] == ["stage1+humans", "stage2+humans", "cascade"]
+    for p in points:
+        assert p.certified
+        assert p.stage1_share + p.stage2_share + p.human_share == pytest.approx(1.0)
+        assert p.miss_rate <= p.alpha * 1.25  # held out: the bound plus sampling noise
+    by = {(p.policy, p.alpha): p for p in points}
+    assert by["stage1+humans", 0.02].compute_cost == COSTS.stage1
+    assert by["stage2+humans", 0.02].compute_cost == COSTS.stage2
+    cascade = by["cascade", 0.02]
+    assert COSTS.stage1 < cascade.compute_cost < COSTS.stage2
+    assert cascade.stage1_share > 0.5  # the screener settles most images
+    h = headline(points, 0.005)
+    assert h["cascade_matched"] is not None
+    assert h["cascade_matched"]["miss_rate"] <= h["stage2_only"]["miss_rate"]  # type: ignore[index]
+    assert isinstance(h["cost_ratio"], float) and isinstance(h["compute_target_met"], bool)
+
+
+def test_bench_command_writes_its_reports(tmp_path: Path) -> None:
+    from services.cli import main
+
+    out = CliRunner().invoke(
+        main, ["bench", "cascade", "--scores", "synthetic", "--n", "5000", "--out", str(tmp_path)]
+    )
+    assert out.exit_code == 0, out.output
+    result = json.loads((tmp_path / "cascade.json").read_text())
+    assert {p["policy"] for p in result["points"]} == {"stage1+humans", "stage2+humans", "cascade"}
+    assert "synthetic" in result["source"] and result["headline"]["alpha"] == 0.01
+    assert (tmp_path / "cascade.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Target at alpha" in (tmp_path / "cascade.md").read_text()
