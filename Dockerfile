@@ -29,8 +29,8 @@ COPY models ./models
 COPY cascade ./cascade
 COPY feedback ./feedback
 COPY services ./services
-# s3fs: CASCADE_BLOB_URL is s3://... in production (fsspec needs the S3 implementation).
-RUN pip install -c requirements.lock . s3fs==2026.9.0
+# The s3 extra (s3fs): CASCADE_BLOB_URL is s3://... in production.
+RUN pip install -c requirements.lock ".[s3]"
 
 # --- GPU build: PyPI's CUDA torch build and the tensorrt extra -------------------------------
 FROM build-base AS build-gpu
@@ -39,7 +39,7 @@ COPY models ./models
 COPY cascade ./cascade
 COPY feedback ./feedback
 COPY services ./services
-RUN pip install -c requirements.lock ".[tensorrt]" s3fs==2026.9.0
+RUN pip install -c requirements.lock ".[tensorrt,s3]"
 
 # --- runtimes: non-root, read-only-root friendly (writes go to /tmp and /var/cascade) ----------
 FROM base AS runtime
