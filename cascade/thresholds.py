@@ -16,19 +16,26 @@ from cascade.db.schema import ThresholdSetRow, ThresholdStatus
 from cascade.policy import DEFAULT_THRESHOLDS, ThresholdSet
 
 
-def row_to_set(row: ThresholdSetRow) -> ThresholdSet:
+def thresholds_of(row: ThresholdSetRow | None) -> ThresholdSet:
+    """The set a row describes; no row means the built-in defaults (version 0)."""
+    if row is None:
+        return DEFAULT_THRESHOLDS
     return ThresholdSet(row.t1_lo, row.t1_hi, row.t2_lo, row.t2_hi, version=row.version)
 
 
-def load_active(session: Session) -> ThresholdSet:
-    """The active set, or the built-in default (version 0) when none was ever activated."""
-    row = session.scalars(
+def active_row(session: Session) -> ThresholdSetRow | None:
+    """The active row (the newest activation, should two ever be marked active)."""
+    return session.scalars(
         select(ThresholdSetRow)
         .where(ThresholdSetRow.status == ThresholdStatus.ACTIVE)
         .order_by(ThresholdSetRow.activated_at.desc())
         .limit(1)
     ).first()
-    return row_to_set(row) if row is not None else DEFAULT_THRESHOLDS
+
+
+def load_active(session: Session) -> ThresholdSet:
+    """The set in force: the active row, else the built-in defaults (version 0)."""
+    return thresholds_of(active_row(session))
 
 
 class ThresholdCache:

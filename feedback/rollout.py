@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from cascade.db.schema import ThresholdSetRow, ThresholdStatus, utcnow
 from cascade.errors import Conflict, NotFound
 from cascade.policy import DEFAULT_THRESHOLDS, ThresholdSet
+from cascade.thresholds import active_row, load_active, thresholds_of
 from feedback.costs import StageCosts
 from feedback.optimise import Optimum
 
@@ -29,21 +30,7 @@ def _lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
 
 
-def thresholds_of(row: ThresholdSetRow | None) -> ThresholdSet:
-    if row is None:
-        return DEFAULT_THRESHOLDS
-    return ThresholdSet(row.t1_lo, row.t1_hi, row.t2_lo, row.t2_hi, version=row.version)
-
-
-def active_row(session: Session) -> ThresholdSetRow | None:
-    return session.scalar(
-        select(ThresholdSetRow).where(ThresholdSetRow.status == ThresholdStatus.ACTIVE)
-    )
-
-
-def active_thresholds(session: Session) -> ThresholdSet:
-    """The set in force: the active row, else the built-in defaults (version 0)."""
-    return thresholds_of(active_row(session))
+active_thresholds = load_active  # the set in force (one definition, shared with the workers)
 
 
 def list_rows(session: Session, *, limit: int | None = None) -> list[ThresholdSetRow]:
