@@ -113,6 +113,7 @@ def record_human(
     """Record ``labels`` human labels; returns their dollars."""
     dollars = labels * settings.human_review_cost
     add_to_ledger(session, bucket="human", at=at or utcnow(), images=labels, dollars=dollars)
+    _count_dollars("human", dollars)
     return dollars
 
 
@@ -122,6 +123,7 @@ def record_error(
     """Record one discovered automatic error; returns its dollars."""
     dollars = error_dollars(kind, settings)
     add_to_ledger(session, bucket="error", at=at or utcnow(), images=1, dollars=dollars)
+    _count_dollars("error", dollars)
     return dollars
 
 
@@ -131,3 +133,16 @@ def ledger_totals(session: Session, since: datetime | None = None) -> dict[str, 
     if since is not None:
         q = q.filter(CostLedger.minute >= minute_of(since))
     return {bucket: float(total or 0.0) for bucket, total in q.group_by(CostLedger.bucket)}
+
+
+def _count_dollars(bucket: str, dollars: float) -> None:
+    """Human and error dollars also go to Prometheus (``cascade_dollars_total{bucket}``), so
+    Grafana's cost per image has all its parts. Stage dollars are counted by the stage
+    workers next to their other batch metrics. Counters only go up: an undone label
+    (negative dollars) and a rolled-back transaction stay counted — the ledger, not
+    Prometheus, is the record."""
+    if dollars <= 0:
+        return
+    from cascade.metrics import DOLLARS
+
+    DOLLARS.labels(bucket=bucket).inc(dollars)

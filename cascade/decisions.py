@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cascade import metrics
 from cascade.config import Settings
 from cascade.cost import record_error
 from cascade.db.schema import (
@@ -65,6 +66,7 @@ def open_review(
         created_at=at,
     )
     session.add(item)
+    metrics.REVIEW_ITEMS.labels(reason=str(reason)).inc()
     if reason == ReviewReason.ESCALATION:
         sub.state = State.REVIEW
     return item

@@ -263,17 +263,13 @@ class StageRunner:
                         labels_required=self._labels_required(), at=now)  # fmt: skip
 
     def _observe(self, out: BatchOutcome, size: int, seconds: float) -> None:
-        metrics.STAGE_LATENCY.labels(stage=self.name).observe(seconds)
         if size:
-            metrics.BATCH_SIZE.labels(stage=self.name).observe(size)
-        metrics.DEVICE_SECONDS.labels(stage=self.name, device=self._device()).inc(
-            out.device_seconds
-        )
-        metrics.DOLLARS.labels(bucket=self.name).inc(out.dollars)
-        for route, decider in out.decided:
-            metrics.IMAGES.labels(route=route, decider=decider).inc()
-        for decider, latency in out.latencies:
-            metrics.DECISION_LATENCY.labels(decider=decider).observe(latency)
+            metrics.observe_batch(
+                stage=self.name, device=self._device(), size=size, wall_seconds=seconds,
+                device_seconds=out.device_seconds, dollars=out.dollars,
+            )  # fmt: skip
+        for (route, decider), (_, latency) in zip(out.decided, out.latencies, strict=True):
+            metrics.observe_decision(route=route, decider=decider, latency_seconds=latency)
 
     def _device(self) -> str:
         s = self.ctx.settings

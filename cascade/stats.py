@@ -4,7 +4,9 @@ Every function takes the session first and keyword arguments after, and returns 
 and lists (JSON-ready). They stay fast at millions of submissions because they never scan a
 table: dollars come from the per-minute ``cost_ledger``; counts and latency samples come from
 range scans of the covering index ``ix_submissions_decided_cover`` (decided_at, decided_by,
-audit, created_at), one small range per time slot.
+audit, created_at), one small range per time slot. A slot that is over never changes, so
+``SlotCache`` keeps its results and a refresh queries only the newest slot; what a cold look
+at a long window costs is measured by ``cascade bench dashboard``.
 
 **Denominator of cost per image: images decided in the slot** (``submissions.decided_at``),
 not the ledger's stage-1 image counts. A cache hit is a moderated image that cost nothing and
@@ -36,6 +38,7 @@ from cascade.db.schema import (
     ThresholdSetRow,
     ThresholdStatus,
 )
+from cascade.thresholds import load_active
 
 COMPUTE_BUCKETS = ("stage1", "stage2")
 DECIDERS = ("stage1", "stage2", "human", "cache")
@@ -367,12 +370,7 @@ def review_backlog(session: Session) -> tuple[dict[str, int], datetime | None]:
 
 def active_threshold_version(session: Session) -> int:
     """The active threshold set's version (0: the built-in default)."""
-    version = session.scalar(
-        select(func.max(ThresholdSetRow.version)).where(
-            ThresholdSetRow.status == ThresholdStatus.ACTIVE
-        )
-    )
-    return int(version or 0)
+    return load_active(session).version
 
 
 def _ledger_dollars(session: Session, start: datetime, end: datetime) -> float:

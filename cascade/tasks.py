@@ -29,6 +29,7 @@ from cascade.thresholds import ThresholdCache
 log = logging.getLogger(__name__)
 
 REQUEUE_STALE_TASK = "cascade.maintenance.requeue_stale"
+REFRESH_GAUGES_TASK = "cascade.maintenance.refresh_gauges"
 
 
 class WorkerRuntime:
@@ -149,7 +150,24 @@ def register(app: Celery, settings: Settings) -> WorkerRuntime:
         """Re-enqueue submissions stuck before a decision (e.g. a broker lost a message)."""
         return requeue_stale_submissions(app, runtime.ctx, older_than_s)
 
+    @app.task(name=REFRESH_GAUGES_TASK)
+    def refresh_gauges() -> None:
+        """Queue depths, review backlog and the active version, for Prometheus."""
+        from cascade.metrics import refresh_gauges as refresh
+
+        refresh(runtime.ctx, broker_lists(app))
+
     return runtime
+
+
+def broker_lists(app: Celery) -> Any:
+    """A Redis client on the broker (queues are Redis lists), or None for other brokers."""
+    url = str(app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
 def requeue_stale_submissions(app: Celery, ctx: Context, older_than_s: int) -> int:

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import os
+import logging
+from typing import cast
 
-from flask import Blueprint, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cascade import metrics as m
+from cascade.context import Context
 
 bp = Blueprint("metrics", __name__)
+log = logging.getLogger(__name__)
 
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+    ctx = cast(Context, current_app.extensions["cascade"])
+    try:  # state gauges are read at scrape time; a failure must not hide the other metrics
+        from cascade.tasks import broker_lists
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        data = generate_latest(registry)
-    else:
-        data = generate_latest(REGISTRY)
-    return Response(data, mimetype=CONTENT_TYPE_LATEST)
+        m.refresh_gauges(ctx, broker_lists(ctx.celery) if ctx.settings.broker_url else None)
+    except Exception:
+        log.warning("could not refresh the state gauges", exc_info=True)
+    return Response(generate_latest(m.exposition_registry()), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/healthz")

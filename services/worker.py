@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from typing import Any
 
 from celery import Celery, signals
 
+from cascade import metrics
 from cascade.config import Settings
-from cascade.tasks import REQUEUE_STALE_TASK, WorkerRuntime
+from cascade.tasks import REFRESH_GAUGES_TASK, REQUEUE_STALE_TASK, WorkerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "check-errors": {"task": "cascade.feedback.check_errors", "schedule": 300.0},
         "check-drift": {"task": "cascade.feedback.check_drift", "schedule": 900.0},
         "requeue-stale": {"task": REQUEUE_STALE_TASK, "schedule": 300.0, "args": (900,)},
+        "refresh-gauges": {"task": REFRESH_GAUGES_TASK, "schedule": 15.0},
     }
 
 
@@ -59,7 +62,11 @@ def run_worker(
     runtime: WorkerRuntime = app.conf.cascade_runtime
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
-        _serve_metrics(port)
+        metrics.start_metrics_server(port, addr="0.0.0.0")  # scraped from other hosts
+
+    @signals.worker_process_shutdown.connect(weak=False)
+    def _dead(pid: int | None = None, **_: Any) -> None:
+        metrics.mark_process_dead(pid or os.getpid())
 
     @signals.worker_ready.connect(weak=False)
     def _warm(**_: Any) -> None:
@@ -81,18 +88,3 @@ def run_beat(settings: Settings, *, loglevel: str) -> None:
     schedule = settings.var_dir / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
     app.start(["beat", "--loglevel", loglevel, "--schedule", str(schedule)])
-
-
-def _serve_metrics(port: int) -> None:
-    import os
-
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        start_http_server(port, registry=registry)
-    else:
-        start_http_server(port)

@@ -12,14 +12,20 @@ import re
 from typing import Any
 
 from flask import Response, g, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from cascade.celery_app import STAGE1_TASK
 from cascade.context import Context
-from cascade.db.schema import Submission
-from cascade.errors import CascadeError, Conflict, NotFound, PayloadTooLarge
+from cascade.db.schema import State, Submission
+from cascade.errors import (
+    CascadeError,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 from cascade.intake import Accepted, accept
 from cascade.metrics import CACHE_HITS, REJECTED, SUBMISSIONS
 from cascade.netguard import check_callback_url
@@ -31,6 +37,7 @@ from services.api.bodies import Upload, UploadRequest, read_upload_request
 log = logging.getLogger(__name__)
 
 _PATHS = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@~+-]+){2,}")
+ENQUEUE_RETRY_AFTER_S = 2
 _TIMINGS = ("created_at", "stage1_at", "stage2_at", "decided_at")
 
 
@@ -64,16 +71,33 @@ def detail_view(sub: Submission) -> dict[str, Any]:
 
 
 def enqueue(ctx: Context, submission_id: str) -> None:
-    """Hand a committed submission to stage 1.
+    """Hand a committed submission to stage 1, or withdraw it and answer 503.
 
-    A broker failure here does not fail the upload: the submission is committed in state
-    ``queued``, and the periodic ``cascade.maintenance.requeue_stale`` sweep re-enqueues
-    queued submissions that never started.
+    A 2xx promises the image will be decided. When the broker cannot take the message (Redis
+    restarting, say), the submission is deleted again and the client told to retry, rather than
+    left ``queued`` until the slow ``cascade.maintenance.requeue_stale`` sweep finds it. Should
+    the delete fail too (database gone as well), the row stays and that sweep decides it.
     """
     try:
         ctx.celery.send_task(STAGE1_TASK, args=[submission_id])
+        return
+    except Exception as exc:
+        log.warning("could not enqueue submission %s: %s", submission_id, type(exc).__name__)
+    try:
+        with ctx.sessions() as session:
+            session.execute(
+                delete(Submission).where(
+                    Submission.id == submission_id, Submission.state == State.QUEUED
+                )
+            )
+            session.commit()
     except Exception:
-        log.exception("could not enqueue submission %s; it stays queued", submission_id)
+        log.exception("could not withdraw submission %s; the stale sweep will requeue it",
+                      submission_id)  # fmt: skip
+    raise ServiceUnavailable(
+        "the moderation queue is unreachable for a moment; the image was not accepted, retry",
+        retry_after=ENQUEUE_RETRY_AFTER_S,
+    )
 
 
 def _accept_committed(

@@ -165,7 +165,7 @@ def _upload_operation(settings: Settings) -> dict[str, Any]:
             "415": _error("Content-Type not accepted"),
             "422": _error("Not a decodable image"),
             "429": _error("Rate limit exceeded", retry=True),
-            "503": _error("Queue full (backpressure)", retry=True),
+            "503": _error("Queue full (backpressure) or database unavailable", retry=True),
         },
     }
 
@@ -201,6 +201,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "401": _error("Missing, invalid or revoked API key"),
                         "404": _error("No such submission for this tenant"),
                         "429": _error("Rate limit exceeded", retry=True),
+                        "503": _error("Database unavailable for a moment", retry=True),
                     },
                 }
             },

@@ -12,7 +12,9 @@ import json
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -259,27 +261,103 @@ def time_endpoints(app: Any, user_id: int, runs: int) -> dict[str, dict[str, Any
     return results
 
 
-def write_report(out: Path, meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
+def write_report(
+    out: Path, meta: dict[str, Any], results: dict[str, dict[str, Any]], name: str = "dashboard"
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "dashboard.json").write_text(json.dumps({"meta": meta, "endpoints": results}, indent=2))
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "endpoints": results}, indent=2))
     lines = [
         "# Dashboard data endpoints",
         "",
-        f"{meta['n']:,} generated decisions over {meta['days']} days in a fresh SQLite database "
+        f"{meta['n']:,} generated decisions over {meta['days']} days in a fresh "
+        f"{meta.get('backend', 'sqlite')} database "
         f"({meta['ledger_rows']:,} ledger rows); load took {meta['load_s']:.1f} s. Each endpoint "
         f"was requested {meta['runs']} times per window through the Flask app (auth, queries, "
         "JSON). Target: each endpoint <= 300 ms.",
         "",
-        "| endpoint | median ms | p95 ms | <= 300 ms |",
-        "| --- | ---: | ---: | :---: |",
+        "*cold*: the cache of settled time slots emptied before each request (first look at a",
+        "window, fresh process); *warm*: the page's 30-second auto-refresh, which queries only",
+        "the slots that are not over yet.",
+        "",
+        "| endpoint | cold median ms | cold p95 ms | warm median ms | warm p95 ms | p95 <= 300 ms |",
+        "| --- | ---: | ---: | ---: | ---: | :---: |",
     ]
-    for name, r in results.items():
-        ok = "yes" if r["p95_ms"] <= 300 else "**no**"
+    for endpoint, r in results.items():
+        c, w = r["cold"], r["warm"]
+        ok = " / ".join("yes" if x["p95_ms"] <= 300 else "**no**" for x in (c, w))
         lines.append(
-            f"| `/dashboard/api/{name}` | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | {ok} |"
+            f"| `/dashboard/api/{endpoint}` | {c['median_ms']:.1f} | {c['p95_ms']:.1f} "
+            f"| {w['median_ms']:.1f} | {w['p95_ms']:.1f} | {ok} |"
         )
     lines += ["", f"Command: `{meta['command']}`; machine: {meta['machine']}.", ""]
-    (out / "dashboard.md").write_text("\n".join(lines))
+    (out / f"{name}.md").write_text("\n".join(lines))
+
+
+@contextmanager
+def fresh_database(tmp: str, postgres_url: str | None) -> Iterator[str]:
+    """A new empty database: a SQLite file in ``tmp``, or a database created on the PostgreSQL
+    server at ``postgres_url`` (dropped afterwards)."""
+    if not postgres_url:
+        yield f"sqlite:///{tmp}/bench.db"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"cascade_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def analyze(engine: Engine) -> None:
+    """Planner statistics (and, on PostgreSQL, the visibility map that index-only scans need),
+    as autovacuum would have them in a database that has been running for a while."""
+    from sqlalchemy import text
+
+    statement = "VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(statement))
+
+
+def run_bench(database_url: str, n: int, days: float, runs: int) -> dict[str, Any]:
+    """Generate, load, analyse, time; returns the report's meta and results."""
+    from cascade.context import Context
+    from cascade.db.session import upgrade
+    from services.app import create_app
+    from services.auth import hash_password
+
+    # Validated from a dict, not read from CASCADE_*: the bench never touches a real DB.
+    settings = Settings.model_validate({"env": "test", "database_url": database_url})
+    upgrade(database_url)
+    ctx = Context.from_settings(settings)
+    try:
+        t0 = time.perf_counter()
+        gen = generate(n=n, days=days, end=datetime.now(UTC) - timedelta(seconds=5))
+        load(ctx.engine, gen, settings)
+        analyze(ctx.engine)
+        load_s = time.perf_counter() - t0
+        click.echo(f"loaded {n:,} decisions in {load_s:.1f} s")
+        with ctx.sessions() as session:
+            user = User(username="bench-ops", password_hash=hash_password("x"), role="ops")
+            session.add(user)
+            session.commit()
+            ledger = session.query(CostLedger).count()
+            user_id = user.id
+        results = time_endpoints(create_app(context=ctx), user_id, runs)
+    finally:
+        ctx.close()
+    return {
+        "load_s": load_s,
+        "ledger_rows": ledger,
+        "backend": ctx.engine.dialect.name,
+        "results": results,
+    }
 
 
 @click.command("dashboard")
@@ -287,52 +365,38 @@ def write_report(out: Path, meta: dict[str, Any], results: dict[str, dict[str, A
 @click.option("--days", default=30.0, show_default=True)
 @click.option("--runs", default=7, show_default=True, help="Requests per endpoint and window.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
-def dashboard(n: int, days: float, runs: int, out: Path) -> None:
+@click.option(
+    "--postgres-url",
+    default=None,
+    help="Run on a fresh database created on this PostgreSQL server instead of SQLite "
+    "(report: dashboard-postgresql.md).",
+)
+def dashboard(n: int, days: float, runs: int, out: Path, postgres_url: str | None) -> None:
     """Dashboard data endpoints over 1,000,000 generated decisions."""
     import os
     import platform
 
-    from cascade.context import Context
-    from cascade.db.session import upgrade
-    from services.app import create_app
-    from services.auth import hash_password
-
-    with tempfile.TemporaryDirectory(prefix="cascade-bench-dash-") as tmp:
-        # Validated from a dict, not read from CASCADE_*: the bench never touches a real DB.
-        settings = Settings.model_validate(
-            {"env": "test", "var_dir": Path(tmp), "database_url": f"sqlite:///{tmp}/bench.db"}
-        )
-        upgrade(settings.database)
-        ctx = Context.from_settings(settings)
-        try:
-            t0 = time.perf_counter()
-            gen = generate(n=n, days=days, end=datetime.now(UTC) - timedelta(seconds=5))
-            load(ctx.engine, gen, settings)
-            load_s = time.perf_counter() - t0
-            click.echo(f"loaded {n:,} decisions in {load_s:.1f} s")
-            with ctx.sessions() as session:
-                user = User(username="bench-ops", password_hash=hash_password("x"), role="ops")
-                session.add(user)
-                session.commit()
-                user_id = user.id
-                ledger = session.query(CostLedger).count()
-            results = time_endpoints(create_app(context=ctx), user_id, runs)
-        finally:
-            ctx.close()
+    with (
+        tempfile.TemporaryDirectory(prefix="cascade-bench-dash-") as tmp,
+        fresh_database(tmp, postgres_url) as url,
+    ):
+        run = run_bench(url, n, days, runs)
+    results = run.pop("results")
+    command = f"cascade bench dashboard --n {n} --days {days:g} --runs {runs}"
     meta = {
         "n": n,
         "days": days,
         "runs": runs,
-        "load_s": load_s,
-        "ledger_rows": ledger,
-        "command": f"cascade bench dashboard --n {n} --days {days:g} --runs {runs}",
+        **run,
+        "command": command + (" --postgres-url ..." if postgres_url else ""),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
     }
-    write_report(out, meta, results)
-    for name, r in results.items():
+    name = "dashboard" if run["backend"] == "sqlite" else f"dashboard-{run['backend']}"
+    write_report(out, meta, results, name=name)
+    for endpoint, r in results.items():
         c, w = r["cold"], r["warm"]
         click.echo(
-            f"{name:22s} cold median {c['median_ms']:7.1f} p95 {c['p95_ms']:7.1f} ms | "
+            f"{endpoint:22s} cold median {c['median_ms']:7.1f} p95 {c['p95_ms']:7.1f} ms | "
             f"warm median {w['median_ms']:6.1f} p95 {w['p95_ms']:6.1f} ms"
         )
-    click.echo(f"wrote {out / 'dashboard.md'} and {out / 'dashboard.json'}")
+    click.echo(f"wrote {out / name}.md and {out / name}.json")

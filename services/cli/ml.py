@@ -100,10 +100,17 @@ def generate(out: Path, n: int, seed: int, block_rate: float) -> None:
     help="'pretrained' (timm weights; needs them cached or network) or a checkpoint path. Default: random init.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="torch intra-op threads (default: torch's choice). Use 1 on a CPU shared with busy processes: spinning threads make training several times slower.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(
     stage: str, data_dir: Path, model_dir: Path, preset: str, model_name: str | None,
-    size: int | None, epochs: int | None, init: str | None, seed: int, progress: bool,
+    size: int | None, epochs: int | None, init: str | None, seed: int, threads: int | None,
+    progress: bool,
 ) -> None:  # fmt: skip
     """Train one stage, calibrate its temperature on the validation split and report held-out
     accuracy. Writes model.pt and meta.json; run `cascade export` next."""
@@ -113,7 +120,9 @@ def train(
 
     spec = stage_spec(int(stage), preset, model_name=model_name, size=size, epochs=epochs)
     try:
-        meta = train_stage(data_dir, model_dir, spec, init=init, seed=seed, progress=progress)
+        meta = train_stage(
+            data_dir, model_dir, spec, init=init, seed=seed, progress=progress, threads=threads
+        )
     except ModelInitError as exc:
         raise click.ClickException(str(exc)) from exc
     m = meta.metrics

@@ -1,5 +1,111 @@
-"""Built-in cost dashboard (placeholder until the cost issue lands)."""
+"""Built-in cost dashboard: one server-rendered page (ops, read-only) drawing charts from JSON
+endpoints under ``/dashboard/api/``. Admins also get approve/rollback buttons that call the
+threshold endpoints of the feedback API. Numbers come from ``cascade.stats``."""
 
-from flask import Blueprint
+from __future__ import annotations
 
-bp = Blueprint("dashboard", __name__)
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from flask import Blueprint, current_app, render_template, request, url_for
+
+from cascade import stats
+from cascade.db.schema import Role
+from cascade.errors import BadRequest
+from services.auth import context, csrf_token, current_user, require_role
+
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    url_prefix="/dashboard",
+    template_folder="templates",
+    static_folder="static",
+)
+
+SPANS_S = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+DEFAULT_SPAN = "24h"
+
+
+def window_from_request() -> stats.Window:
+    """The window the page asked for (``?span=24h``); the end is now."""
+    span = request.args.get("span", DEFAULT_SPAN)
+    if span not in SPANS_S:
+        raise BadRequest(f"span must be one of {', '.join(SPANS_S)}, not {span!r}")
+    return stats.make_window(end=datetime.now(UTC), span_s=SPANS_S[span])
+
+
+def slot_cache() -> stats.SlotCache:
+    """This app's cache of settled time slots (one per app, so one per database)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    cache = app.extensions.get("cascade_slot_cache")
+    if cache is None:
+        cache = app.extensions.setdefault("cascade_slot_cache", stats.SlotCache())
+    return cast(stats.SlotCache, cache)
+
+
+@bp.get("")
+@bp.get("/")
+@require_role(Role.OPS)
+def index() -> str:
+    user = current_user()
+    return render_template(
+        "dashboard/index.html",
+        spans=list(SPANS_S),
+        default_span=DEFAULT_SPAN,
+        is_admin=user is not None and user.role == Role.ADMIN,
+        username=user.username if user else "",
+        api_base=url_for("dashboard.index").rstrip("/") + "/api",
+        csrf=csrf_token(),
+    )
+
+
+@bp.get("/api/cost")
+@require_role(Role.OPS)
+def api_cost() -> dict[str, Any]:
+    """Cost per image (compute/human/error), images/s, shares, rates, spend summary."""
+    window = window_from_request()
+    with context().sessions() as session:
+        data = stats.cost_and_volume(session, window=window, cache=slot_cache())
+        totals = data["totals"]
+        data["summary"] = stats.spend_summary(
+            session,
+            window=window,
+            dollars=sum(totals["dollars"].values()),
+            decided=totals["images"],
+        )
+        data["changes"] = stats.threshold_changes(session, start=window.start, end=window.end)
+    return data
+
+
+@bp.get("/api/latency")
+@require_role(Role.OPS)
+def api_latency() -> dict[str, Any]:
+    """Upload-to-decision latency p50/p95/p99 over time."""
+    window = window_from_request()
+    with context().sessions() as session:
+        data = stats.latency(session, window=window, cache=slot_cache())
+        data["changes"] = stats.threshold_changes(session, start=window.start, end=window.end)
+    return data
+
+
+@bp.get("/api/queues")
+@require_role(Role.OPS)
+def api_queues() -> dict[str, Any]:
+    """Queue depths (from the gauges ``refresh_gauges`` sets) and the review backlog (DB)."""
+    from cascade.metrics import current_queue_depths
+
+    with context().sessions() as session:
+        backlog, oldest = stats.review_backlog(session)
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else None
+    return stats.queue_overview(current_queue_depths(), backlog, age)
+
+
+@bp.get("/api/thresholds")
+@require_role(Role.OPS)
+def api_thresholds() -> dict[str, Any]:
+    """Recent threshold sets and the active version."""
+    with context().sessions() as session:
+        return {
+            "active": stats.active_threshold_version(session),
+            "sets": stats.threshold_sets(session),
+        }

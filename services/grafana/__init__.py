@@ -1,0 +1,1 @@
+"""Grafana as code: the dashboard JSON built from the metric names, and its provisioning."""
