@@ -136,7 +136,6 @@ class Submission(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_submission_idempotency"),
         Index("ix_submissions_state_created", "state", "created_at"),
-        Index("ix_submissions_decided_at", "decided_at"),
         # Covers the dashboard's windowed counts (decider shares, audit rate) and latency
         # samples, so they read the index only, never the table (cascade/stats.py).
         Index("ix_submissions_decided_cover", "decided_at", "decided_by", "audit", "created_at"),

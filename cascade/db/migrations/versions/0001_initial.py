@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-22 13:36:01.467810
+Create Date: 2026-11-22 14:17:31.678315
 """
 
 from collections.abc import Sequence
@@ -164,7 +164,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_submission_idempotency"),
     )
     with op.batch_alter_table("submissions", schema=None) as batch_op:
-        batch_op.create_index("ix_submissions_decided_at", ["decided_at"], unique=False)
         batch_op.create_index(
             "ix_submissions_decided_cover",
             ["decided_at", "decided_by", "audit", "created_at"],
@@ -289,7 +288,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_submissions_state_created")
         batch_op.drop_index(batch_op.f("ix_submissions_image_sha256"))
         batch_op.drop_index("ix_submissions_decided_cover")
-        batch_op.drop_index("ix_submissions_decided_at")
 
     op.drop_table("submissions")
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
