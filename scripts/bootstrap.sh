@@ -37,10 +37,10 @@ if ! "$VENV/bin/python" -c 'import torchvision' >/dev/null 2>&1; then
   if grep -Eq '"url": *"file:[^"]*torch-[^"]*(\+|%2B)cpu' "$report" 2>/dev/null; then
     echo "==> pip's config points at a local CPU-only torch wheel; installing torch and"
     echo "    torchvision from the registry with that config bypassed (see scripts/bootstrap.sh)"
-    PIP_FIND_LINKS= PIP_CONFIG_FILE=/dev/null "${PIP[@]}" install "${torch_spec[@]}"
+    PIP_FIND_LINKS= PIP_CONFIG_FILE=/dev/null "${PIP[@]}" install -c requirements.lock "${torch_spec[@]}"
   else
     echo "==> installing ${torch_spec[*]}"
-    "${PIP[@]}" install "${torch_spec[@]}"
+    "${PIP[@]}" install -c requirements.lock "${torch_spec[@]}"
   fi
   rm -f "$report"
 fi
