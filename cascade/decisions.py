@@ -122,4 +122,10 @@ def apply_human_label(
                 )
             )
             record_error(session, kind=kind, settings=settings, at=at)
-    return finalize(sub, outcome=label, decider=Decider.HUMAN, at=at)
+    due = finalize(sub, outcome=label, decider=Decider.HUMAN, at=at)
+    if item.reason == ReviewReason.ESCALATION:  # an audit label does not decide the image again
+        metrics.observe_decision(
+            route=str(label), decider="human",
+            latency_seconds=(at - sub.created_at).total_seconds(),
+        )  # fmt: skip
+    return due

@@ -14,6 +14,7 @@ from PIL.Image import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cascade import metrics
 from cascade.context import Context
 from cascade.db.schema import Image, State, Submission, utcnow
 from cascade.decisions import finalize
@@ -135,6 +136,7 @@ def accept(
     cached = _cached_decision(session, image, s.near_duplicate_distance)
     if cached is not None:
         finalize(sub, outcome=Outcome(cached), decider=Decider.CACHE)
+        metrics.observe_decision(route=cached, decider=Decider.CACHE, latency_seconds=0.0)
     else:
         # Audit sampling: a uniform draw with a known, recorded probability.
         sub.audit_p = s.audit_rate

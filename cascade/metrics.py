@@ -12,6 +12,11 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+# prometheus_client opens its files in this folder as soon as a metric is created: make sure
+# it exists (a container entrypoint that forgets it would otherwise crash at import).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
@@ -75,6 +80,33 @@ REVIEW_ITEMS = Counter(
 LABELS = Counter("cascade_labels_total", "Human labels recorded", ["label"])
 
 REVIEW_REASONS = ("escalation", "audit")
+
+
+def _zero_known_labels() -> None:
+    """Create every known label combination at 0, so the first real event is an increase
+    that ``rate()`` can see (a series born at 1 looks like no change to Prometheus)."""
+    outcomes, deciders = ("allow", "block"), ("stage1", "stage2", "human", "cache")
+    for route in outcomes:
+        for decider in deciders:
+            IMAGES.labels(route=route, decider=decider)
+    for stage in ("stage1", "stage2"):
+        for metric in (STAGE_LATENCY, BATCH_SIZE, IMAGE_ERRORS):
+            metric.labels(stage=stage)
+    for decider in deciders:
+        DECISION_LATENCY.labels(decider=decider)
+    for bucket in ("stage1", "stage2", "human", "error"):
+        DOLLARS.labels(bucket=bucket)
+    for reason in REVIEW_REASONS:
+        REVIEW_ITEMS.labels(reason=reason)
+    for label in ("allow", "block", "skip"):
+        LABELS.labels(label=label)
+    for code in ("invalid_image", "payload_too_large", "unsupported_media_type", "bad_request",
+                 "rate_limited", "unavailable", "unauthorized"):  # fmt: skip
+        REJECTED.labels(code=code)
+    CACHE_HITS.labels(kind="api")
+
+
+_zero_known_labels()
 
 
 class ListLengths(Protocol):

@@ -1,130 +1,77 @@
-"""A real Prometheus scrapes a running API process and a stand-in worker process (both in
-multiprocess mode); then every PromQL expression of the Grafana dashboard returns data from
-Prometheus' HTTP API. Loopback only, bounded waits, every process stopped at the end."""
+"""A real Prometheus scrapes the real product — the web app (whose ``/metrics`` aggregates the
+API and the workers sharing its multiprocess folder) and one real stage-2 worker on its own
+metrics port and its own folder, as a worker pod runs in production — while images go through
+the HTTP API, both model stages, review, the cache, a refusal and a broken blob. Then every
+PromQL expression of the Grafana dashboard returns data from Prometheus' HTTP API, and the
+counts Prometheus reports equal what the database says happened.
+
+Loopback only, bounded waits, every process stopped at the end (``make_stack``'s teardown).
+"""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import random
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import InstrumentedAttribute
 
+from cascade.apikeys import create_key
+from cascade.blobs import sha256_hex
+from cascade.celery_app import STAGE1_TASK
+from cascade.client import CascadeClient
 from cascade.config import Settings
 from cascade.context import Context
-from cascade.db.schema import ThresholdSetRow
+from cascade.db.schema import ReviewItem, Submission
+from cascade.errors import CascadeError
+from cascade.intake import accept
+from services.embedded import free_port
 from services.grafana.dashboard import build_dashboard, expressions
-
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+from services.stack import Stack
+from tests.integration import conftest as integration
+from tests.integration.conftest import png_bytes, wait_until
+from tests.integration.test_stage_workers import FINAL, activate
+from tests.review.factories import PASSWORD, make_user
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-STANDIN = Path(__file__).with_name("standin.py")
-# What Grafana substitutes for its variables, at a scale that suits a one-second scrape.
-GRAFANA_VARIABLES = {"$__rate_interval": "10s", "$__range": "1m"}
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not os.path.exists(PROMETHEUS),
+        reason=f"Prometheus is not installed at {PROMETHEUS} (scripts/system_deps.sh installs it)",
+    ),
+]
+# The integration fixtures (tiny real models, a real Stack), shared from their conftest.
+tiny_models = integration.tiny_models
+stack_settings = integration.stack_settings
+make_stack = integration.make_stack
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode} before serving {url}")
-        try:
-            if requests.get(url, timeout=1).status_code < 500:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout_s} s")
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    if os.environ.get("CASCADE_TEST_REDIS_URL"):
-        yield os.environ["CASCADE_TEST_REDIS_URL"]
-        return
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("no CASCADE_TEST_REDIS_URL and no redis-server binary")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            server,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-class Stack:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-        out = log.open("wb")
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-
-@pytest.fixture
-def stack() -> Iterator[Stack]:
-    s = Stack()
-    yield s
-    s.stop()
-
-
-def _wait_for(check: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"waited {timeout_s} s for {what}")
+# What Grafana substitutes for its variables. The window spans the whole run, so that rates
+# over a burst of traffic that ended seconds ago still have a non-zero denominator.
+GRAFANA_VARIABLES = {"$__rate_interval": "3m", "$__range": "3m"}
+# The tiny random-init models score every image exactly 0.5 (a zero-initialised head), so no
+# single threshold set splits them: three waves, each under its own set (t1_lo, t1_hi, t2_lo,
+# t2_hi) — allowed at stage 1; blocked at stage 2; escalated to review. The version changes are
+# what the dashboard's annotation query marks, and every counter grows between scrapes.
+WAVES = (
+    (range(0, 10), (1.0, 1.0, 0.0, 1.0)),
+    (range(10, 20), (0.0, 1.0, 0.0, 0.0)),
+    (range(20, 30), (0.0, 1.0, 0.0, 1.0)),
+)
+CSRF = re.compile(r'name="csrf[-_]token" (?:value|content)="([^"]+)"')
 
 
 def _query(base: str, expr: str) -> list[dict[str, object]]:
@@ -135,106 +82,262 @@ def _query(base: str, expr: str) -> list[dict[str, object]]:
     return list(body["data"]["result"])
 
 
+def _values(base: str, expr: str) -> dict[str, float]:
+    """``{first label value or "": value}`` of an instant query."""
+    out = {}
+    for series in _query(base, expr):
+        labels = dict(series["metric"])  # type: ignore[call-overload]
+        out[next(iter(labels.values()), "")] = float(series["value"][1])  # type: ignore[index]
+    return out
+
+
+def _nonzero(base: str, expr: str) -> dict[str, float]:
+    """``_values`` without the series still at 0 (known label values are created at 0)."""
+    return {k: v for k, v in _values(base, expr).items() if v != 0}
+
+
 def _has_finite_value(result: list[dict[str, object]]) -> bool:
     return any(math.isfinite(float(series["value"][1])) for series in result)  # type: ignore[index]
 
 
-def test_every_dashboard_query_returns_data(
-    settings: Settings, context: Context, redis_url: str, stack: Stack, tmp_path: Path
-) -> None:
-    if not os.path.exists(PROMETHEUS):
-        pytest.skip("Prometheus is not installed (scripts/system_deps.sh installs it)")
-    import redis
+def _wait_equal(actual: Callable[[], object], expected: object, what: str) -> None:
+    """Scrapes lag by up to a second: wait (bounded) for agreement, then assert it."""
+    deadline = time.monotonic() + 20
+    while (got := actual()) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert got == expected, f"{what}: Prometheus says {got}, the database {expected}"
 
-    with context.sessions() as session:
-        for v in (1, 2):
-            session.add(
-                ThresholdSetRow(
-                    version=v,
-                    t1_lo=0.1,
-                    t1_hi=0.9,
-                    t2_lo=0.1,
-                    t2_hi=0.9,
-                    status="active" if v == 1 else "proposed",
-                    created_by="t",
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], str]]:
+    """Start Prometheus scraping ``{job: host:port}`` every second; returns its base URL."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def _start(targets: dict[str, str]) -> str:
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n"
+            + "".join(
+                f"  - job_name: {job}\n    static_configs: [{{targets: ['{target}']}}]\n"
+                for job, target in targets.items()
+            )
+        )
+        port = free_port()
+        with (tmp_path / "prometheus.log").open("wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        PROMETHEUS,
+                        f"--config.file={config}",
+                        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                        f"--web.listen-address=127.0.0.1:{port}",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
             )
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(f"{base}/-/ready", procs[-1]), 60, "Prometheus ready")
+        return base
+
+    yield _start
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _answers(url: str, proc: subprocess.Popen[bytes]) -> bool:
+    if proc.poll() is not None:
+        raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before serving {url}")
+    try:
+        return requests.get(url, timeout=1).status_code < 500
+    except requests.ConnectionError:
+        return False
+
+
+def _start_workers(stack: Stack, own_dir: Path) -> int:
+    """The stage workers, with the command line ``Stack`` uses: stage 1 writes into the shared
+    multiprocess folder (exposed by the web app); stage 2 gets its own folder and serves its
+    own ``/metrics`` — so no sample is exposed twice. Returns the stage-2 worker's port."""
+    cascade = [sys.executable, "-m", "services.cli", "worker", "--pool", "solo"]
+    stack.respawn("worker-stage1-0", [*cascade, "--queues", "stage1", "--name", "stage1-0@%h",
+                                      "--metrics-port", "0"])  # fmt: skip
+    port = free_port()
+    own_dir.mkdir(parents=True)
+    stack.extra_env["PROMETHEUS_MULTIPROC_DIR"] = str(own_dir)
+    try:
+        stack.respawn("worker-stage2-0", [*cascade, "--queues", "stage2", "--name",
+                                          "stage2-0@%h", "--metrics-port", str(port)])  # fmt: skip
+    finally:
+        del stack.extra_env["PROMETHEUS_MULTIPROC_DIR"]
+    return port
+
+
+def _label_one_escalation(base_url: str) -> None:
+    """Log in to the review UI over HTTP and label the first item (escalations come first)."""
+    web = requests.Session()
+    token = CSRF.findall(web.get(f"{base_url}/review/login", timeout=10).text)[0]
+    form = {"username": "mia", "password": PASSWORD, "csrf_token": token}
+    assert web.post(f"{base_url}/review/login", data=form, timeout=10).ok
+    token = CSRF.findall(web.get(f"{base_url}/review/", timeout=10).text)[0]
+    claimed = web.post(f"{base_url}/review/claim", data={"csrf_token": token},
+                       allow_redirects=False, timeout=10)  # fmt: skip
+    item = claimed.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+    labelled = web.post(f"{base_url}/review/item/{item}/label",
+                        data={"label": "block", "csrf_token": token}, timeout=10)  # fmt: skip
+    assert labelled.ok, labelled.text[:500]
+
+
+def _submit_broken_blob(ctx: Context, tenant_id: int, blobs: Path) -> str:
+    """An image accepted intact whose stored bytes then rot: the stage-1 worker fails it."""
+    with ctx.sessions() as session:
+        sub = accept(ctx, session, tenant_id=tenant_id, data=png_bytes(1000), rng=random.Random())
         session.commit()
-    broker = redis.Redis.from_url(redis_url)
-    broker.delete("stage1")
-    broker.rpush("stage1", *[b"msg"] * 3)
+        sid, key = sub.submission.id, sub.submission.image.blob_key
+    (blobs / key).write_bytes(b"these bytes are no longer a PNG")
+    ctx.celery.send_task(STAGE1_TASK, args=[sid])
+    return sid
 
-    api_port, worker_port, prom_port = _free_port(), _free_port(), _free_port()
-    base_env = {
-        **os.environ,
-        "CASCADE_DATABASE_URL": settings.database,
-        "CASCADE_VAR_DIR": str(settings.var_dir),
-        "CASCADE_BLOB_URL": settings.blobs,
-        "CASCADE_SECRET_KEY": settings.secret_key,
-        "CASCADE_ENV": "test",
-        "STANDIN_REDIS_URL": redis_url,
-        "STANDIN_LIFETIME_S": "150",
-    }
-    base_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    api = stack.start(
-        [sys.executable, str(STANDIN), "api", str(api_port)],
-        {**base_env, "STANDIN_METRICS_DIR": str(tmp_path / "mp-api")},
-        tmp_path / "api.log",
-    )
-    worker = stack.start(
-        [sys.executable, str(STANDIN), "worker", str(worker_port)],
-        {**base_env, "STANDIN_METRICS_DIR": str(tmp_path / "mp-worker")},
-        tmp_path / "worker.log",
-    )
-    _wait_http(f"http://127.0.0.1:{api_port}/metrics", 60, api)
-    _wait_http(f"http://127.0.0.1:{worker_port}/metrics", 60, worker)
 
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: api\n    static_configs: [{{targets: ['127.0.0.1:{api_port}']}}]\n"
-        f"  - job_name: worker\n    static_configs: [{{targets: ['127.0.0.1:{worker_port}']}}]\n"
-    )
-    prom = stack.start(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        dict(os.environ),
-        tmp_path / "prometheus.log",
-    )
-    base = f"http://127.0.0.1:{prom_port}"
-    _wait_http(f"{base}/-/ready", 60, prom)
+def _all_final(ctx: Context, ids: list[str]) -> bool:
+    with ctx.sessions() as session:
+        states = session.scalars(select(Submission.state).where(Submission.id.in_(ids))).all()
+    return len(states) == len(ids) and all(s in FINAL for s in states)
 
-    # Once Prometheus has seen version 1, activate version 2: the annotation query must see it.
-    _wait_for(lambda: _query(base, "max(cascade_threshold_version) == 1"), 30, "version 1 scraped")
-    with context.sessions() as session:
-        session.execute(update(ThresholdSetRow).values(status="retired"))
-        session.execute(
-            update(ThresholdSetRow).where(ThresholdSetRow.version == 2).values(status="active")
-        )
+
+def _counts(
+    ctx: Context, column: InstrumentedAttribute[Any], *where: ColumnElement[bool]
+) -> dict[str, float]:
+    with ctx.sessions() as session:
+        rows = session.execute(select(column, func.count()).where(*where).group_by(column))
+        return {str(k): float(n) for k, n in rows}
+
+
+def _automatic(ctx: Context, ids: list[str]) -> dict[str, float]:
+    """Images decided by a model stage, by stage: what ``cascade_images_total`` counts."""
+    by = _counts(ctx, Submission.decided_by, Submission.id.in_(ids))
+    return {d: n for d, n in by.items() if d in ("stage1", "stage2")}
+
+
+def _wait_scraped(ctx: Context, base: str, ids: list[str]) -> None:
+    """Wait until the images are final and Prometheus has scraped all their decisions."""
+    wait_until(lambda: _all_final(ctx, ids), 60, f"{len(ids)} images final")
+    decided = {"": sum(_automatic(ctx, ids).values())}
+    _wait_equal(functools.partial(_values, base, "sum(cascade_images_total)"), decided,
+                "images decided so far")  # fmt: skip
+
+
+def test_every_dashboard_query_returns_data_from_the_real_product(
+    stack_settings: Settings,
+    tmp_path: Path,
+    make_stack: Callable[..., Stack],
+    prometheus: Callable[[dict[str, str]], str],
+) -> None:
+    settings = stack_settings.model_copy(
+        update={"audit_rate": 0.5, "double_label_rate": 0.0, "threshold_refresh_s": 0.5}
+    )
+    ctx = Context.from_settings(settings)
+    with ctx.sessions() as session:
+        issued = create_key(session, tenant_name="acme")
         session.commit()
+    make_user(ctx, "mia")
+    stack = make_stack(settings, web=True, beat=False, stage_workers=0)
+    worker_port = _start_workers(stack, tmp_path / "prometheus-stage2")
+    base = prometheus(
+        {"web": stack.url.removeprefix("http://"), "worker": f"127.0.0.1:{worker_port}"}
+    )
+    client = CascadeClient(stack.url, issued.key)
 
-    pending = {}
-    for expr in expressions(build_dashboard()):
-        concrete = expr
-        for name, value in GRAFANA_VARIABLES.items():
-            concrete = concrete.replace(name, value)
-        pending[expr] = concrete
-    deadline = time.monotonic() + 60
+    ids = _push_waves(ctx, client, base)
+    _push_the_rest(ctx, client, ids, issued.tenant_id, stack.url)
+
+    pending = {expr: _concrete(expr) for expr in expressions(build_dashboard())}
+    deadline = time.monotonic() + 30
     while pending and time.monotonic() < deadline:
         for expr, concrete in list(pending.items()):
             if _has_finite_value(_query(base, concrete)):
                 del pending[expr]
         time.sleep(1)
     assert not pending, f"no data from Prometheus for: {sorted(pending)}"
+    _check_counts(ctx, base, ids)
 
-    # Both processes were scraped, and the gauges carry what the API process refreshed.
-    up = {s["metric"]["job"]: s["value"][1] for s in _query(base, "up")}  # type: ignore[index]
-    assert up == {"api": "1", "worker": "1"}
-    depth = _query(base, 'cascade_queue_depth{queue="stage1"}')
-    assert [float(s["value"][1]) for s in depth] == [3.0]  # type: ignore[index]
-    assert float(_query(base, "max(cascade_threshold_version)")[0]["value"][1]) == 2.0  # type: ignore[index]
+
+def _push_waves(ctx: Context, client: CascadeClient, base: str) -> list[str]:
+    """Each wave under its threshold set, in halves scraped apart. Returns submission ids."""
+    images = [png_bytes(seed) for seeds, _ in WAVES for seed in seeds]
+    ids: list[str] = []
+    for version, (seeds, thresholds) in enumerate(WAVES, start=1):
+        activate(ctx, version, *thresholds)
+        time.sleep(2 * ctx.settings.threshold_refresh_s)  # the workers' caches expire
+        for half in (seeds[:5], seeds[5:]):  # a series must be scraped at two values to rate
+            ids += [client.submit(images[i]).id for i in half]
+            _wait_scraped(ctx, base, ids)
+    return ids
+
+
+def _push_the_rest(
+    ctx: Context, client: CascadeClient, ids: list[str], tenant_id: int, url: str
+) -> None:
+    """The rarer events: a cache hit, a refusal, an image error and a human label."""
+    with ctx.sessions() as session:
+        known = session.scalars(
+            select(Submission.image_sha256).where(
+                Submission.id.in_(ids), Submission.decided_by == "stage1"
+            )
+        ).first()
+    again = next(png_bytes(s) for w, _ in WAVES for s in w if sha256_hex(png_bytes(s)) == known)
+    assert client.submit(again).status_code == 200  # answered from the cache
+    with pytest.raises(CascadeError):
+        client.submit(b"not an image")
+    broken = _submit_broken_blob(ctx, tenant_id, Path(ctx.settings.blobs))
+    wait_until(lambda: _all_final(ctx, [broken]), 30, "the broken image fails")
+    _label_one_escalation(url)
+
+
+def _check_counts(ctx: Context, base: str, ids: list[str]) -> None:
+    """What Prometheus reports equals what the database says happened (scrapes may lag)."""
+    # Both targets were scraped, and each saw its own part of the work (nothing twice).
+    assert _values(base, "sum by (job) (up)") == {"web": 1.0, "worker": 1.0}
+    auto = _automatic(ctx, ids)
+    assert set(auto) == {"stage1", "stage2"}, auto
+    deciders = {
+        d: n for d, n in _counts(ctx, Submission.decided_by).items()
+        if d in ("stage1", "stage2", "human", "cache")
+    }  # fmt: skip
+    assert deciders.get("human") == 1.0 and deciders.get("cache") == 1.0, deciders
+    _wait_equal(lambda: _nonzero(base, "sum by (decider) (cascade_images_total)"), deciders,
+                "images by decider")  # fmt: skip
+    assert _nonzero(base, 'sum by (job) (cascade_images_total{decider="stage2"})') == {
+        "worker": auto["stage2"]
+    }
+    assert _values(base, "sum(cascade_images_total)") == {"": sum(deciders.values())}
+    routes = _counts(ctx, Submission.route, Submission.id.in_(ids),
+                     Submission.decided_by.in_(("stage1", "stage2")))  # fmt: skip
+    assert routes == {"allow": 10.0, "block": 10.0}, routes
+    by_route = 'sum by (route) (cascade_images_total{decider=~"stage1|stage2"})'
+    assert _nonzero(base, by_route) == routes
+    reviews = _counts(ctx, ReviewItem.reason)
+    assert set(reviews) == {"escalation", "audit"}, reviews
+    waiting = _counts(ctx, ReviewItem.reason, ReviewItem.state == "pending")
+    expected = {
+        "sum by (reason) (cascade_review_items_total)": reviews,
+        "max by (reason) (cascade_review_backlog)": {r: waiting.get(r, 0.0) for r in reviews},
+        "sum by (label) (cascade_labels_total)": {"block": 1.0},
+        "sum by (stage) (cascade_image_errors_total)": {"stage1": 1.0},
+        "sum(cascade_cache_hits_total)": {"": 1.0},
+        "sum by (code) (cascade_rejected_total)": {"invalid_image": 1.0},
+        "max(cascade_threshold_version)": {"": float(len(WAVES))},
+    }
+    for expr, value in expected.items():
+        read = _values if "backlog" in expr or "version" in expr else _nonzero
+        _wait_equal(functools.partial(read, base, expr), value, expr)
+
+
+def _concrete(expr: str) -> str:
+    for name, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(name, value)
+    return expr
