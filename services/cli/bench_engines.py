@@ -65,9 +65,16 @@ def _ints(text: str) -> list[int]:
     show_default=True,
     help="Device for torch/onnx engines (TensorRT always uses cuda).",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for both torch and ONNX Runtime (default: each runtime's own choice).",
+)
 def engines(
     out: Path, model_dir: Path | None, data_dir: Path | None, stages: str, kinds: str,
     batch_sizes: str, rounds: int, min_seconds: float, eval_limit: int | None, device: str,
+    threads: int | None,
 ) -> None:  # fmt: skip
     """Throughput of torch eager FP32, ONNX Runtime FP32 and INT8 (and TensorRT where there is
     one) per batch size, and each engine's accuracy on the held-out synthetic test split."""
@@ -95,11 +102,12 @@ def engines(
                 min_seconds=min_seconds,
                 device=device,
                 eval_limit=eval_limit,
+                threads=threads,
             )
         )
     result = {
         "command": "cascade bench engines " + " ".join(sys.argv[3:]),
-        "machine": machine_info(),
+        "machine": machine_info(threads),
         "stages": results,
         "summary": summarise(results),
     }
