@@ -21,10 +21,11 @@ import numpy as np
 from sqlalchemy import func, select
 from tqdm import tqdm
 
+from cascade.apikeys import create_key
 from cascade.config import Settings
 from cascade.context import Context
-from cascade.cost import ledger_totals
-from cascade.db.schema import Role, State, Submission, User
+from cascade.cost import compute_dollars
+from cascade.db.schema import BatchRecord, Label, Role, State, Submission, User, utcnow
 from cascade.review import claim_next, record_label
 from services.auth import hash_password
 from services.stack import Stack
@@ -126,8 +127,37 @@ def play_moderators(ctx: Context, truth: dict[str, bool], *, accuracy: float, se
     return labelled
 
 
+def round_dollars(
+    ctx: Context, session: Any, ids: list[str], since: datetime, misses: int, false_blocks: int
+) -> dict[str, float]:
+    """What one round cost: the stage batches run since it began (rounds run one after the
+    other), its labels, and its true errors (known here from the ground truth)."""
+    s = ctx.settings
+    dollars = {"stage1": 0.0, "stage2": 0.0}
+    for stage, seconds in session.execute(
+        select(BatchRecord.stage, func.sum(BatchRecord.device_seconds))
+        .where(BatchRecord.created_at >= since)
+        .group_by(BatchRecord.stage)
+    ):
+        device = s.stage1_device if stage == "stage1" else s.stage2_device
+        dollars[stage] = compute_dollars(float(seconds or 0.0), s.device_price(device))
+    labels = 0
+    for chunk in range(0, len(ids), 500):
+        labels += (
+            session.scalar(
+                select(func.count()).where(
+                    Label.submission_id.in_(ids[chunk : chunk + 500]), Label.label != "skip"
+                )
+            )
+            or 0
+        )
+    dollars["human"] = labels * s.human_review_cost
+    dollars["error"] = misses * s.miss_cost + false_blocks * s.false_block_cost
+    return dollars
+
+
 def summarise(ctx: Context, traffic: Traffic, since: datetime) -> dict[str, Any]:
-    """This run's decisions by decider, escalation share, errors against the truth, cost."""
+    """This round's decisions by decider, escalation share, errors against the truth, cost."""
     ids = list(traffic.truth)
     with ctx.sessions() as session:
         subs: list[Any] = []
@@ -137,14 +167,15 @@ def summarise(ctx: Context, traffic: Traffic, since: datetime) -> dict[str, Any]
                        Submission.decided_by, Submission.audit, Submission.s2)
                 .where(Submission.id.in_(ids[chunk : chunk + 500]))
             ).all()  # fmt: skip
-        dollars = ledger_totals(session, since=since)
+        misses = sum(bool(traffic.truth.get(s.id)) and s.decision == "allow" for s in subs)
+        false_blocks = sum(
+            s.id in traffic.truth and not traffic.truth[s.id] and s.decision == "block"
+            for s in subs
+        )
+        dollars = round_dollars(ctx, session, ids, since, misses, false_blocks)
     n = len(subs)
     deciders = Counter(s.decided_by or s.state for s in subs)
     reached2 = sum(s.s2 is not None and not s.audit for s in subs)
-    misses = sum(bool(traffic.truth.get(s.id)) and s.decision == "allow" for s in subs)
-    false_blocks = sum(
-        s.id in traffic.truth and not traffic.truth[s.id] and s.decision == "block" for s in subs
-    )
     compute = dollars.get("stage1", 0.0) + dollars.get("stage2", 0.0)
     total = compute + dollars.get("human", 0.0) + dollars.get("error", 0.0)
     return {
@@ -162,40 +193,96 @@ def summarise(ctx: Context, traffic: Traffic, since: datetime) -> dict[str, Any]
     }
 
 
-def print_summary(
-    summary: dict[str, Any], stack: Stack, login: tuple[str, str], retune: Any
-) -> None:
-    n = summary["images"]
-    click.echo("\n" + "=" * 64)
-    click.echo(f"Cascade demo — {n} images ({summary['refused']} refused at upload)")
-    click.echo("=" * 64)
-    click.echo(f"upload rate        {summary['upload_rate']:.1f} images/s")
-    click.echo("decided by:")
-    for decider, count in sorted(summary["deciders"].items(), key=lambda kv: -kv[1]):
-        click.echo(f"  {decider:<16} {count:>6}  ({count / max(n, 1):6.1%})")
-    click.echo(f"escalated to stage 2 {summary['escalated_to_stage2']:6.1%}   "
-               f"audited {summary['audited']}")  # fmt: skip
-    click.echo(
-        f"misses (harmful allowed) {summary['misses']}   false blocks {summary['false_blocks']}"
-    )
-    d = summary["dollars"]
-    click.echo("cost: " + ", ".join(f"{k} ${v:.4f}" for k, v in sorted(d.items())))
-    click.echo(f"cost per image     ${summary['cost_per_image']:.5f} "
-               f"(compute ${summary['compute_per_image']:.6f}) — "
-               f"${summary['cost_per_image'] * 1000:.2f} per 1,000 images")  # fmt: skip
-    if retune is not None:
-        o = retune.optimum
-        click.echo(f"retune → proposal v{retune.version}: {o.note} (n={o.n_samples}, "
-                   f"miss-rate bound {o.miss_rate_bound:.4f}, activated={retune.activated})")  # fmt: skip
-    click.echo("-" * 64)
-    click.echo(f"app        {stack.url}")
-    click.echo(f"review UI  {stack.url}/review   (login {login[0]} / {login[1]})")
-    click.echo(f"dashboard  {stack.url}/dashboard")
-    click.echo(f"API docs   {stack.url}/v1/docs")
+def ensure_demo_models_verbose(settings: Settings) -> None:
+    """Train or reuse the demo models and say how good they are."""
+    from models.demo import ensure_demo_models
+
+    summary = ensure_demo_models(settings.model_dir, settings.var_dir / "data")
+    for stage in ("stage1", "stage2"):
+        s = summary[stage]
+        verb = "reused" if s["reused"] else f"trained in {s['seconds']:.0f} s"
+        acc = s.get("test_accuracy")
+        click.echo(f"  {stage}: {s['model']} at {s['size']} px, {verb}, held-out accuracy "
+                   f"{acc:.1%}" if acc is not None else f"  {stage}: {s['model']}, {verb}")  # fmt: skip
 
 
-def demo_settings(settings: Settings, audit_rate: float) -> Settings:
-    return settings.model_copy(update={"audit_rate": audit_rate})
+class DemoRun:
+    """Rounds of synthetic traffic against a running stack, and what they cost."""
+
+    def __init__(self, stack: Stack, *, harmful_rate: float, accuracy: float, seed: int) -> None:
+        self.stack = stack
+        self.ctx = Context.from_settings(
+            stack.settings.model_copy(update={"broker_url": stack.broker_url})
+        )
+        self.harmful_rate, self.accuracy, self.seed = harmful_rate, accuracy, seed
+        self.password = secrets.token_urlsafe(9)
+        with self.ctx.sessions() as session:
+            self.key = create_key(session, tenant_name="demo").key
+            ensure_admin(session, "admin", self.password)
+            session.commit()
+        self.rounds = 0
+
+    def round(self, n: int, name: str) -> dict[str, Any]:
+        """Upload ``n`` images, let the cascade and the moderators decide, summarise."""
+        self.rounds += 1
+        since = utcnow()
+        seed = self.seed * 1000 + self.rounds
+        traffic = push_traffic(self.stack.url, self.key, n=n, harmful_rate=self.harmful_rate,
+                               seed=seed)  # fmt: skip
+        wait_for_cascade(self.ctx, list(traffic.truth))
+        play_moderators(self.ctx, traffic.truth, accuracy=self.accuracy, seed=seed)
+        return summarise(self.ctx, traffic, since) | {"name": name}
+
+    def retune(self) -> Any:
+        from feedback.retune import retune
+
+        return retune(self.ctx, by="demo", reason="demo: audit labels of round 1",
+                      auto_activate=True)  # fmt: skip
+
+    def print_summary(
+        self, before: dict[str, Any], after: dict[str, Any] | None, proposal: Any
+    ) -> None:
+        rounds = [r for r in (before, after) if r is not None]
+        click.echo("\n" + "=" * 72)
+        click.echo("Cascade demo")
+        click.echo("=" * 72)
+        click.echo(f"{'':28}" + "".join(f"{r['name']:>22}" for r in rounds))
+        for label, fn in SUMMARY_ROWS:
+            click.echo(f"{label:<28}" + "".join(f"{fn(r):>22}" for r in rounds))
+        o = proposal.optimum
+        click.echo("-" * 72)
+        click.echo(f"retune → v{proposal.version}: {o.note}")
+        click.echo(f"  audit sample n={o.n_samples}, miss-rate bound {o.miss_rate_bound:.4f} "
+                   f"(alpha {self.ctx.settings.alpha}), activated: {proposal.activated}")  # fmt: skip
+        url = self.stack.url
+        click.echo("-" * 72)
+        click.echo(f"app        {url}")
+        click.echo(f"review UI  {url}/review   (login admin / {self.password})")
+        click.echo(f"dashboard  {url}/dashboard")
+        click.echo(f"API docs   {url}/v1/docs")
+
+
+def _share(r: dict[str, Any], decider: str) -> str:
+    n = max(r["images"], 1)
+    return f"{r['deciders'].get(decider, 0) / n:.1%}"
+
+
+SUMMARY_ROWS: list[tuple[str, Any]] = [
+    ("images", lambda r: f"{r['images']} ({r['refused']} refused)"),
+    ("upload rate", lambda r: f"{r['upload_rate']:.1f} img/s"),
+    ("decided at stage 1", lambda r: _share(r, "stage1")),
+    ("decided at stage 2", lambda r: _share(r, "stage2")),
+    ("decided by a human", lambda r: _share(r, "human")),
+    ("answered from the cache", lambda r: _share(r, "cache")),
+    ("escalated to stage 2", lambda r: f"{r['escalated_to_stage2']:.1%}"),
+    ("audited", lambda r: str(r["audited"])),
+    ("misses (harmful allowed)", lambda r: str(r["misses"])),
+    ("false blocks", lambda r: str(r["false_blocks"])),
+    ("compute $/1,000 images", lambda r: f"${r['compute_per_image'] * 1000:.5f}"),
+    ("human $/1,000 images", lambda r: f"${r['dollars']['human'] / r['images'] * 1000:.2f}"),
+    ("error $/1,000 images", lambda r: f"${r['dollars']['error'] / r['images'] * 1000:.2f}"),
+    ("total $/1,000 images", lambda r: f"${r['cost_per_image'] * 1000:.2f}"),
+]
 
 
 def ensure_admin(session: Any, username: str, password: str) -> None:

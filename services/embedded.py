@@ -57,6 +57,7 @@ class RedisProcess:
 
 def start_redis(data_dir: Path, *, port: int | None = None, persist: bool = True) -> RedisProcess:
     """Start redis-server on loopback; with ``persist``, AOF on (as production runs it)."""
+    data_dir = data_dir.resolve()  # redis-server changes into --dir before opening its log
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [

@@ -115,66 +115,51 @@ def _require_models(model_dir: os.PathLike[str]) -> None:
 
 
 @click.command()
-@click.option("--images", type=int, default=600, show_default=True, help="Synthetic uploads.")
+@click.option("--images", type=int, default=1200, show_default=True,
+              help="Synthetic uploads before the retune.")  # fmt: skip
+@click.option("--after-images", type=int, default=400, show_default=True,
+              help="Synthetic uploads after the retune (0: skip the second round).")  # fmt: skip
 @click.option("--harmful-rate", type=float, default=0.15, show_default=True,
               help="Share of harmful images in the traffic.")  # fmt: skip
-@click.option("--audit-rate", type=float, default=0.2, show_default=True,
+@click.option("--audit-rate", type=float, default=0.3, show_default=True,
               help="Share of all images audited (runs every stage and goes to a moderator).")  # fmt: skip
+@click.option("--alpha", type=float, default=0.05, show_default=True,
+              help="Miss-rate bound for the retune (a demo's sample is small; production "
+                   "uses CASCADE_ALPHA, 0.01 by default).")  # fmt: skip
 @click.option("--moderator-accuracy", type=float, default=0.98, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--keep-running/--exit", default=None,
               help="Keep the app running after the summary (default: only in a terminal).")  # fmt: skip
 def demo(
-    images: int, harmful_rate: float, audit_rate: float, moderator_accuracy: float, seed: int,
-    keep_running: bool | None,
+    images: int, after_images: int, harmful_rate: float, audit_rate: float, alpha: float,
+    moderator_accuracy: float, seed: int, keep_running: bool | None,
 ) -> None:  # fmt: skip
-    """Train (first run) or reuse the demo models, start the stack, push synthetic traffic
-    through the HTTP API, play the moderators, retune the thresholds and print a summary."""
-    import secrets
-
-    from models.demo import ensure_demo_models
-
-    from cascade.apikeys import create_key
-    from cascade.context import Context
-    from cascade.db.schema import utcnow
-    from feedback.retune import retune
-    from services.demo import (
-        demo_settings,
-        ensure_admin,
-        play_moderators,
-        print_summary,
-        push_traffic,
-        summarise,
-        wait_for_cascade,
-    )  # fmt: skip
+    """The whole product on synthetic traffic: train (first run) or reuse the demo models,
+    start the stack, push images through the HTTP API, play the moderators, retune the
+    thresholds from the audit labels, then push a second round under the new thresholds and
+    compare the two rounds."""
+    from services.demo import DemoRun, ensure_demo_models_verbose
     from services.embedded import free_port, port_is_free
     from services.stack import Stack
 
     _logging("warning")
-    settings = demo_settings(get_settings(), audit_rate)
-    click.echo(f"[1/6] demo models under {settings.model_dir} (trained on first run)")
-    ensure_demo_models(settings.model_dir, settings.var_dir / "data")
-    click.echo("[2/6] starting the stack (Redis, stage workers, web)")
+    settings = get_settings().model_copy(update={"audit_rate": audit_rate, "alpha": alpha})
+    click.echo(f"[1/4] demo models under {settings.model_dir} (trained on the first run)")
+    ensure_demo_models_verbose(settings)
+    click.echo("[2/4] starting the stack (Redis, stage workers, beat, web)")
     stack = Stack(settings)
     stack.port = settings.port if port_is_free(settings.port) else free_port()
     stack.start(timeout_s=300)
     try:
-        ctx = Context.from_settings(settings.model_copy(update={"broker_url": stack.broker_url}))
-        since = utcnow()
-        with ctx.sessions() as session:
-            key = create_key(session, tenant_name="demo")
-            password = secrets.token_urlsafe(9)
-            ensure_admin(session, "admin", password)
-            session.commit()
-        click.echo(f"[3/6] uploading {images} synthetic images through {stack.url}/v1/images")
-        traffic = push_traffic(stack.url, key.key, n=images, harmful_rate=harmful_rate, seed=seed)
-        click.echo("[4/6] waiting for the cascade to decide")
-        wait_for_cascade(ctx, list(traffic.truth))
-        click.echo("[5/6] moderators label escalations and audits")
-        play_moderators(ctx, traffic.truth, accuracy=moderator_accuracy, seed=seed)
-        click.echo("[6/6] retuning thresholds from the audit labels")
-        proposal = retune(ctx, by="demo", reason="demo run", auto_activate=True)
-        print_summary(summarise(ctx, traffic, since), stack, ("admin", password), proposal)
+        run = DemoRun(stack, harmful_rate=harmful_rate, accuracy=moderator_accuracy, seed=seed)
+        click.echo(f"[3/4] round 1: {images} images under the current thresholds")
+        before = run.round(images, "before the retune")
+        proposal = run.retune()
+        after = None
+        if after_images and proposal.activated:
+            click.echo(f"[4/4] round 2: {after_images} images under the new thresholds")
+            after = run.round(after_images, "after the retune")
+        run.print_summary(before, after, proposal)
         if keep_running is None:
             keep_running = sys.stdin.isatty()
         if keep_running:
