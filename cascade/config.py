@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     stage2_batch_size: int = 16
     stage2_flush_interval_s: float = 0.1
     decode_threads: int = 2
+    # Unfinished submissions older than this are enqueued again by the periodic sweep (a
+    # message lost with a killed worker or a restarted broker); redelivery is harmless.
+    stale_after_s: int = 120
 
     # Policy
     audit_rate: float = Field(0.02, ge=0.0, le=1.0)

@@ -75,12 +75,23 @@ def _ids(requests: list[Any]) -> list[str]:
     return [str(r.args[0]) for r in requests if r.args]
 
 
+# Publishing rides out a broker restart of several seconds before giving up.
+FOLLOW_UP_RETRY = {"max_retries": 30, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
 def _follow_up(app: Celery, runtime: WorkerRuntime, out: BatchOutcome) -> None:
-    """After the batch committed: hand on to stage 2, send callbacks."""
-    for sid in out.to_stage2:
-        app.send_task(STAGE2_TASK, args=[sid])
-    for sid in out.callbacks:
-        app.send_task(CALLBACK_TASK, args=[sid])
+    """After the batch committed: hand on to stage 2, send callbacks.
+
+    A message that still cannot be published is left to the stale sweep (the database says
+    what is unfinished), never allowed to fail the batch that already committed.
+    """
+    sends = [(STAGE2_TASK, sid) for sid in out.to_stage2]
+    sends += [(CALLBACK_TASK, sid) for sid in out.callbacks]
+    for task, sid in sends:
+        try:
+            app.send_task(task, args=[sid], retry=True, retry_policy=FOLLOW_UP_RETRY)
+        except Exception:
+            log.exception("could not enqueue %s for %s; the stale sweep will", task, sid)
 
 
 def _run_stage(app: Celery, runtime: WorkerRuntime, stage: int, requests: list[Any]) -> None:

@@ -43,7 +43,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         },
         "check-errors": {"task": "cascade.feedback.check_errors", "schedule": 300.0},
         "check-drift": {"task": "cascade.feedback.check_drift", "schedule": 900.0},
-        "requeue-stale": {"task": REQUEUE_STALE_TASK, "schedule": 300.0, "args": (900,)},
+        "requeue-stale": {
+            "task": REQUEUE_STALE_TASK,
+            "schedule": 60.0,
+            "args": (settings.stale_after_s,),
+        },  # fmt: skip
         "refresh-gauges": {"task": REFRESH_GAUGES_TASK, "schedule": 15.0},
     }
 

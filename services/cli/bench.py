@@ -23,6 +23,7 @@ BENCHES: dict[str, tuple[str, str, str]] = {
         "cascade",
         "Cost per image vs miss rate: stage-1-only, stage-2-only, tuned cascade.",
     ),
+    "load": ("services.cli.bench_load", "load", "2x capacity for 60 s, a fault: held, p99, lost."),
     "dashboard": (
         "services.cli.bench_dashboard",
         "dashboard",

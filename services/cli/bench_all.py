@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-ORDER = ("engines", "cascade", "e2e", "dashboard")
+ORDER = ("engines", "cascade", "e2e", "load", "dashboard")
 
 
 @click.command("all")

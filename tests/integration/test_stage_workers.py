@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
@@ -161,8 +162,5 @@ def _purge(ctx: Context) -> None:
     """Empty the shared RabbitMQ's queues: earlier runs may have left messages behind."""
     with ctx.celery.connection_for_write() as conn:
         for queue in ("stage1", "stage2", "callbacks", "maintenance"):
-            with conn.channel() as channel:
-                try:
-                    channel.queue_purge(queue)
-                except Exception:  # the queue does not exist yet
-                    pass
+            with conn.channel() as channel, contextlib.suppress(Exception):
+                channel.queue_purge(queue)  # fails when the queue does not exist yet

@@ -31,7 +31,8 @@ def test_stage2_routes_by_thresholds():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(t1_lo=0.5, t1_hi=0.4, t2_lo=0, t2_hi=1), dict(t1_lo=-0.1, t1_hi=1, t2_lo=0, t2_hi=1)]
+    "kwargs",
+    [dict(t1_lo=0.5, t1_hi=0.4, t2_lo=0, t2_hi=1), dict(t1_lo=-0.1, t1_hi=1, t2_lo=0, t2_hi=1)],
 )
 def test_invalid_threshold_sets_are_refused(kwargs):
     with pytest.raises(ValueError):

@@ -1,0 +1,201 @@
+"""`cascade bench load`: about twice the measured capacity for a minute, with a fault in the
+middle; reports load held, p99 latency, faults survived, bad inputs tried and images lost."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cascade.config import get_settings
+
+
+def hostile_corpus_size() -> int | None:
+    """Cases in the hostile-upload corpus of ``tests/api`` (None when the tests are not here)."""
+    try:  # by name: the tests are not part of an installed package
+        corpus: Any = importlib.import_module("tests.api.test_hostile")
+    except ImportError:
+        return None
+    return len(corpus.REFUSED) + len(corpus.ACCEPTED) + len(corpus.MALFORMED_MULTIPART)
+
+
+@click.command("load")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Overload seconds.")
+@click.option("--factor", type=float, default=2.0, show_default=True, help="x measured capacity.")
+@click.option("--max-queue-depth", type=int, default=64, show_default=True)
+@click.option("--threads", type=int, default=32, show_default=True, help="Sending threads.")
+@click.option(
+    "--model-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Use these exported models instead of the demo models (trained on first use).",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
+def load(
+    duration: float,
+    factor: float,
+    max_queue_depth: int,
+    threads: int,
+    model_dir: Path | None,
+    out: Path,
+) -> None:
+    """Measure capacity (images/s decided), offer FACTOR x that for DURATION s on loopback with
+    backpressure at MAX_QUEUE_DEPTH, SIGKILL the stage-1 worker half-way, then wait for every
+    accepted image and check that the API accepts again. Fails if any accepted image is lost."""
+    from cascade.apikeys import create_key
+    from cascade.context import Context
+    from cascade.ratelimit import redis_client
+    from services.loadtest import LoadGenerator, run_load_test
+    from services.stack import Stack
+
+    base = get_settings()
+    if model_dir is None:
+        from models.demo import ensure_demo_models
+
+        ensure_demo_models(base.model_dir, base.var_dir / "data")
+        model_dir = base.model_dir
+    with tempfile.TemporaryDirectory(prefix="cascade-load-") as tmp:
+        settings = base.model_copy(
+            update={
+                "var_dir": Path(tmp),
+                "database_url": None,
+                "blob_url": None,
+                "broker_url": None,
+                "audit_rate": 0.0,
+                "model_dir": model_dir.resolve(),
+                "max_queue_depth": max_queue_depth,
+                "rate_limit_per_minute": 10_000_000,  # this run is about backpressure
+                "broker_visibility_timeout_s": 20,  # the killed worker's messages come back
+            }
+        )
+        with Stack(settings, beat=False) as stack:
+            ctx = Context.from_settings(settings)
+            with ctx.sessions() as session:
+                key = create_key(session, tenant_name="load").key
+                session.commit()
+            broker = redis_client(stack.broker_url)
+            worker = stack.child("worker-stage1-0")
+
+            def kill_stage1() -> None:
+                stack.kill(worker.name)
+                stack.respawn(worker.name, worker.args)
+
+            click.echo(f"measuring capacity, then {factor}x for {duration:g} s…")
+            run = run_load_test(
+                LoadGenerator(stack.url, key, threads=threads),
+                ctx,
+                lambda: int(broker.llen("stage1")),
+                duration_s=duration,
+                factor=factor,
+                fault=("SIGKILL of the stage-1 worker mid-run", kill_stage1),
+            )
+            broker.close()
+            ctx.close()
+    result = summarise(run, settings.max_queue_depth, hostile_corpus_size())
+    result["models"] = f"{settings.engine} engines from {model_dir}"
+    paths = write_report(result, run, out)
+    click.echo(
+        f"load held {result['load_held_per_s']:.1f} images/s (offered {result['offered_per_s']:.1f}"
+        f"); p99 {result['upload_p99_ms']:.0f} ms upload, {result['decision_p99_s']:.1f} s to "
+        f"decision; lost {result['images_lost']}; recovered {result['recovered']}"
+    )
+    click.echo("report: " + ", ".join(map(str, paths)))
+    if result["images_lost"] or not result["recovered"]:
+        raise click.ClickException("accepted images were lost or the API did not recover")
+
+
+def summarise(run: Any, max_depth: int, corpus: int | None) -> dict[str, Any]:
+    from services.loadtest import summary
+
+    overload = run.phase("overload")
+    decided = [t for t in run.decided_at if 0 <= t <= overload.duration_s]
+    return {
+        "capacity_per_s": round(run.capacity_per_s, 2),
+        "offered_per_s": round(overload.offered_per_s, 2),
+        "load_held_per_s": round(len(decided) / overload.duration_s, 2),
+        "upload_p99_ms": round(overload.latency_ms(0.99), 1),
+        "decision_p99_s": round(run.decision_p99_s, 2),
+        "max_queue_depth": max_depth,
+        "peak_queue_depth": max((d for _, d in run.depth), default=0),
+        "faults_survived": run.faults,
+        "bad_inputs_tried": corpus,
+        "images_accepted": run.accepted,
+        "images_lost": run.lost,
+        "drain_s": round(run.drain_s, 1),
+        "recovered": run.recovered,
+        "phases": [summary(p) for p in run.phases],
+    }
+
+
+def write_report(result: dict[str, Any], run: Any, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "load.json").write_text(json.dumps(result, indent=2))
+    overload = run.phase("overload")
+    series = overload.per_second()
+    seconds = [s for s, _, _ in series]
+    decided = [0] * (int(max(run.decided_at, default=0)) + 1)
+    for t in run.decided_at:
+        if t >= 0:
+            decided[int(t)] += 1
+    fig, (a, b) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    a.plot(seconds, [x for _, x, _ in series], label="accepted (2xx)", color="#2a7")
+    a.plot(seconds, [x for _, _, x in series], label="refused (429/503)", color="#c44")
+    a.plot(range(len(decided)), decided, label="decided", color="#27a", linestyle="--")
+    a.axhline(overload.offered_per_s, color="#888", linestyle=":", label="offered")
+    a.set_ylabel("images / s")
+    a.legend(loc="upper right")
+    b.plot([t for t, _ in run.depth], [d for _, d in run.depth], color="#a62")
+    b.axhline(result["max_queue_depth"], color="#888", linestyle=":", label="max_queue_depth")
+    b.set_ylabel("stage-1 queue depth")
+    b.set_xlabel("seconds into the overload phase")
+    b.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out / "load.png", dpi=110)
+    plt.close(fig)
+    (out / "load.md").write_text(_markdown(result))
+    return [out / "load.md", out / "load.json", out / "load.png"]
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    corpus = r["bad_inputs_tried"]
+    bad = f"{corpus} (hostile-upload corpus of tests/api)" if corpus else "tests/api not present"
+    faults = ", ".join(r["faults_survived"]) or "none"
+    rows = "\n".join(
+        f"| {p['name']} | {p['offered_per_s']:g} | {p['offered']} | {p['accepted']} | "
+        f"{p['refused']} | {p['failed']} | {_ms(p['http_p99_ms'])} |"
+        for p in r["phases"]
+    )
+    return (
+        "# Load and backpressure\n\n"
+        f"Capacity measured first ({r['capacity_per_s']:g} images/s decided), then about twice "
+        f"that offered for the overload phase with `max_queue_depth={r['max_queue_depth']}`, "
+        "then every accepted image followed to a final state, then a gentle recovery phase. "
+        f"Models: {r.get('models', 'n/a')}.\n\n"
+        "| figure | value |\n|---|---|\n"
+        f"| load held (decided during overload) | {r['load_held_per_s']:g} images/s |\n"
+        f"| offered | {r['offered_per_s']:g} images/s |\n"
+        f"| upload p99 (accepted, HTTP answer) | {_ms(r['upload_p99_ms'])} |\n"
+        f"| upload-to-decision p99 | {r['decision_p99_s']:g} s |\n"
+        f"| peak stage-1 queue depth | {r['peak_queue_depth']} |\n"
+        f"| faults survived | {faults} |\n"
+        f"| bad inputs tried | {bad} |\n"
+        f"| images accepted / lost | {r['images_accepted']} / **{r['images_lost']}** |\n"
+        f"| API accepts again after the load | {'yes' if r['recovered'] else '**no**'} |\n\n"
+        "| phase | offered/s | offered | accepted | refused | failed | p99 |\n"
+        "|---|---|---|---|---|---|---|\n"
+        f"{rows}\n\n![load](load.png)\n"
+    )
+
+
+def _ms(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.0f} ms"
