@@ -24,8 +24,8 @@ up: $(STAMP) ## Start the whole stack on this machine (embedded Redis, SQLite)
 	$(BIN)/cascade up
 
 lint: $(STAMP) ## ruff + mypy
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --no-cache --check .
 	$(BIN)/mypy
 
 format: $(STAMP)

@@ -47,7 +47,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": REQUEUE_STALE_TASK,
             "schedule": 60.0,
             "args": (settings.stale_after_s,),
-        },  # fmt: skip
+        },
         "refresh-gauges": {"task": REFRESH_GAUGES_TASK, "schedule": 15.0},
     }
 

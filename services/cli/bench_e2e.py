@@ -19,10 +19,9 @@ def e2e(images: int, clients: int, out: Path, seed: int) -> None:
     """N images from the HTTP API to final decision through Redis and the workers: images/s and
     upload-to-decision latency p50/p95/p99, beside the raw stage-1 engine throughput measured in
     the same run. Uses the demo models (trained on first use) and a throw-away database."""
-    from models.demo import ensure_demo_models
-
     from cascade.apikeys import create_key
     from cascade.context import Context
+    from models.demo import ensure_demo_models
     from services.bench_e2e import (
         collect,
         make_images,
