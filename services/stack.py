@@ -144,6 +144,12 @@ class Stack:
             time.sleep(0.2)
         raise TimeoutError(f"stack not ready after {timeout_s}s; waiting on {sorted(pending)}")
 
+    def run_until_interrupted(self) -> None:
+        """Block until Ctrl-C; raise if a child dies meanwhile (its log tail says why)."""
+        while True:
+            time.sleep(1)
+            self._check_alive()
+
     def _check_alive(self) -> None:
         for child in self.children:
             if child.process.poll() is not None:

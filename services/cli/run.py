@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 
 import click
 
@@ -94,9 +93,7 @@ def up(port: int | None) -> None:
                f"dashboard: {stack.url}/dashboard, API docs: {stack.url}/v1/docs)")  # fmt: skip
     click.echo(f"logs: {settings.var_dir / 'logs'} — Ctrl-C to stop")
     try:
-        while True:
-            time.sleep(1)
-            stack._check_alive()
+        stack.run_until_interrupted()
     except KeyboardInterrupt:
         click.echo("stopping…")
     finally:
@@ -164,9 +161,7 @@ def demo(
             keep_running = sys.stdin.isatty()
         if keep_running:
             click.echo("running — Ctrl-C to stop")
-            while True:
-                time.sleep(1)
-                stack._check_alive()
+            stack.run_until_interrupted()
     except KeyboardInterrupt:
         click.echo("stopping…")
     finally:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from cascade import errors
 from cascade.apikeys import IssuedKey
@@ -16,6 +14,7 @@ from cascade.client import CascadeClient, RemoteError, SubmissionStatus, Transpo
 from cascade.context import Context
 from cascade.db.schema import State, Submission, utcnow
 from tests.api.conftest import issue_key
+from tests.web import serve
 
 pytestmark = pytest.mark.integration
 
@@ -24,12 +23,8 @@ MakeImage = Callable[..., bytes]
 
 @pytest.fixture
 def server_url(api_app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, api_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serve(api_app) as url:
+        yield url
 
 
 @pytest.fixture

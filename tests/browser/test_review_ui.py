@@ -4,53 +4,29 @@ images. Serves the app on a real socket over a temporary database."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from cascade.db.schema import Label, ReviewItem, ReviewState
 from tests.review.factories import PASSWORD, make_item, make_user
+from tests.web import ARTIFACTS, chromium, serve
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path("test-artifacts")
 
 
 @pytest.fixture
 def server(app) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    thread.join(timeout=10)
+    with serve(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():  # type: ignore[no-untyped-def]
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed (run `make system-deps`)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        yield chromium
-        chromium.close()
+    with chromium() as b:
+        yield b
 
 
 def _login(browser, base: str, name: str):  # type: ignore[no-untyped-def]
