@@ -32,6 +32,7 @@ def create_celery(settings: Settings, *, register_tasks: bool = True) -> Celery:
         )
     app = Celery("cascade", broker=settings.broker_url, backend=settings.result_backend)
     batch_max = max(settings.stage1_batch_size, settings.stage2_batch_size)
+    restore_every = max(1, min(10, settings.broker_visibility_timeout_s // 5))
     app.conf.update(
         task_queues=[Queue(name) for name in queues.ALL],
         task_default_queue=queues.MAINTENANCE,
@@ -55,8 +56,11 @@ def create_celery(settings: Settings, *, register_tasks: bool = True) -> Celery:
             "visibility_timeout": settings.broker_visibility_timeout_s,
             # Sweep for unacknowledged messages of dead workers often enough that they come
             # back soon after the visibility timeout (kombu's default sweep is ~100 s apart).
-            "unacked_restore_interval": max(1, min(10, settings.broker_visibility_timeout_s // 5)),
+            "unacked_restore_interval": restore_every,
             "unacked_restore_throttle": 1,
+            # The sweep holds a Redis lock that outlives a SIGKILLed holder by this long
+            # (kombu's default, 300 s, stalls every redelivery for five minutes).
+            "unacked_mutex_expire": 3 * restore_every + 5,
             "socket_keepalive": True,
             "retry_on_timeout": True,
         },
