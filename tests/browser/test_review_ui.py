@@ -33,8 +33,11 @@ def _login(browser, base: str, name: str):  # type: ignore[no-untyped-def]
     """A fresh browser context logged in as ``name`` by keyboard only; returns its page."""
     page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
     page.goto(f"{base}/review/login")
+    # Type only once the autofocused field has the focus: keys sent earlier go nowhere.
+    page.wait_for_function("document.activeElement && document.activeElement.name === 'username'")
     page.keyboard.type(name)
     page.keyboard.press("Tab")
+    page.wait_for_function("document.activeElement && document.activeElement.name === 'password'")
     page.keyboard.type(PASSWORD)
     with page.expect_navigation():
         page.keyboard.press("Enter")
