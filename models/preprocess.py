@@ -6,7 +6,10 @@ the pixels it is served. Training (``models.train``) and the workers both call
 
 Geometry: a *direct resize* to ``size × size`` (no crop). A moderation cue can sit anywhere in the
 frame, near an edge too; a centre crop would cut it away. The aspect-ratio distortion is seen
-identically in training and serving, so the model learns it.
+identically in training and serving, so the model learns it. Imported models (``models.importer``)
+were trained with their own geometry, which they must be served with: ``resize_to`` (resize to it,
+directly or by the shorter side, then centre-crop ``size``) and ``jpeg_quality`` (a JPEG round trip
+after the crop, as open_nsfw's reference pipeline does). Trained stages leave them at their defaults.
 
 Safety: ``probe_image`` reads only the header and refuses more than ``max_pixels`` *before* any
 decoding (we do not rely on PIL's process-global bomb limit), and truncated files raise instead of
@@ -46,10 +49,22 @@ class PreprocessConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
+    resize_to: int = 0  # 0: resize straight to ``size``; else resize to it, centre-crop ``size``
+    resize: str = "direct"  # "direct" (to a square) or "shorter" (shorter side, aspect kept)
+    jpeg_quality: int = 0  # 0: none; else a JPEG round trip at this quality after the crop
 
     def __post_init__(self) -> None:
         if self.size < 8:
             raise ValueError(f"PreprocessConfig.size must be >= 8, got {self.size}")
+        if self.resize not in ("direct", "shorter") or 0 < self.resize_to < self.size:
+            raise ValueError(
+                "PreprocessConfig.resize must be 'direct' or 'shorter' and resize_to 0 or >= size, "
+                f"got {self.resize!r}, {self.resize_to} (size {self.size})"
+            )
+        if not 0 <= self.jpeg_quality <= 95:
+            raise ValueError(
+                f"PreprocessConfig.jpeg_quality must be 0..95, got {self.jpeg_quality}"
+            )
         if self.interpolation not in _RESAMPLING:
             raise ValueError(
                 f"PreprocessConfig.interpolation must be one of {sorted(_RESAMPLING)}, "
@@ -66,6 +81,9 @@ class PreprocessConfig:
             mean=tuple(float(v) for v in data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
             std=tuple(float(v) for v in data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
             interpolation=str(data.get("interpolation", "bilinear")),
+            resize_to=int(data.get("resize_to", 0)),
+            resize=str(data.get("resize", "direct")),
+            jpeg_quality=int(data.get("jpeg_quality", 0)),
         )
 
 
@@ -181,8 +199,22 @@ def resize_image(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     """RGB image → uint8 ``[size, size, 3]`` (the cacheable half of ``preprocess``)."""
     if img.mode != "RGB":
         img = _to_rgb(img)
-    resized = img.resize((cfg.size, cfg.size), _RESAMPLING[cfg.interpolation])
-    return np.asarray(resized, dtype=np.uint8)
+    resample, target = _RESAMPLING[cfg.interpolation], cfg.resize_to or cfg.size
+    if cfg.resize == "shorter":  # torchvision's Resize(int): the longer side truncated
+        scale = target / min(img.size)
+        img = img.resize(
+            (max(target, int(img.width * scale)), max(target, int(img.height * scale))), resample
+        )
+    else:
+        img = img.resize((target, target), resample)
+    if img.size != (cfg.size, cfg.size):
+        left, top = (img.width - cfg.size) // 2, (img.height - cfg.size) // 2
+        img = img.crop((left, top, left + cfg.size, top + cfg.size))
+    if cfg.jpeg_quality:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=cfg.jpeg_quality)
+        img = Image.open(buf).convert("RGB")
+    return np.asarray(img, dtype=np.uint8)
 
 
 def normalize(pixels: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
