@@ -39,6 +39,10 @@ class ModelArtifactError(ModelsError):
     """A model directory is missing a file or holds an inconsistent one."""
 
 
+class ModelImportError(ModelArtifactError):
+    """An external model cannot be imported as a stage (see ``models.importer``)."""
+
+
 class EngineUnavailable(ModelsError):
     """The requested engine cannot run here (library missing, no GPU, file not exported)."""
 
