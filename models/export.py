@@ -98,14 +98,17 @@ def quantize_int8(
     stage_dir: Path,
     calibration: np.ndarray,
     *,
-    symmetric: bool = False,
+    tensorrt: bool = False,
     out: Path | None = None,
 ) -> Path:
     """Static INT8 quantization, QDQ format, per-channel weights, activation ranges calibrated
     on ``calibration`` (preprocessed real samples ``[N, 3, H, W]``, a few hundred suffice).
 
-    ``symmetric=True`` gives signed zero-point-0 activations, which TensorRT's Q/DQ path
-    requires; ONNX Runtime on CPU gets unsigned asymmetric activations (U8S8, VNNI-friendly).
+    ONNX Runtime on CPU gets unsigned asymmetric activations (U8S8, VNNI-friendly) and INT32
+    biases. ``tensorrt=True`` gives the graph TensorRT's explicit quantization accepts: signed
+    zero-point-0 activations, and float biases (``QuantizeBias: False``): an INT32 bias feeding a
+    DequantizeLinear cannot be built, since TensorRT's dequantize layer takes INT8/FP8/INT4/FP4
+    only (ONNX Runtime #14229, #17738; TensorRT #4542). TensorRT fuses the float bias itself.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -126,12 +129,40 @@ def quantize_int8(
             # Only the heavy ops: Q/DQ pairs around HardSwish/SE multiplies cost more than they
             # save on CPU (measured: all-op INT8 ran ~3x slower than FP32, this ~0.9x).
             op_types_to_quantize=["Conv", "Gemm", "MatMul"],
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+            extra_options=quantize_options(tensorrt),
         )
     return out
+
+
+def quantize_options(tensorrt: bool) -> dict[str, Any]:
+    """``quantize_static``'s extra options for a CPU or a TensorRT-bound Q/DQ graph."""
+    return {"ActivationSymmetric": tensorrt, "WeightSymmetric": True, "QuantizeBias": not tensorrt}
+
+
+def int32_dequantize_inputs(model: Any) -> list[str]:
+    """Names of INT32 tensors (initializers or typed values) feeding a DequantizeLinear: empty
+    for a graph TensorRT can build."""
+    from onnx import TensorProto
+    from onnx.shape_inference import infer_shapes
+
+    graph = infer_shapes(model).graph
+    int32 = {t.name for t in graph.initializer if t.data_type == TensorProto.INT32}
+    for value in [*graph.value_info, *graph.input, *graph.output]:
+        if value.type.tensor_type.elem_type == TensorProto.INT32:
+            int32.add(value.name)
+    for node in graph.node:
+        if node.op_type == "Constant" and any(
+            a.t.data_type == TensorProto.INT32 for a in node.attribute
+        ):
+            int32.update(node.output)
+    return [
+        node.input[0]
+        for node in graph.node
+        if node.op_type == "DequantizeLinear" and node.input[0] in int32
+    ]
 
 
 def accuracy_of(engine: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 64) -> float:
@@ -159,6 +190,11 @@ def export_stage(
 
     stage_dir = Path(stage_dir)
     meta = read_meta(stage_dir)
+    if "import" in meta.metrics:
+        raise ExportError(
+            f"{stage_dir} holds an imported model: its model.onnx was written by "
+            "`cascade models import`, and there is no PyTorch model to export again."
+        )
     model = load_model(stage_dir)
     path = export_onnx(stage_dir, model=model)
     report: dict[str, Any] = {

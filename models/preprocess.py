@@ -201,10 +201,8 @@ def resize_image(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
         img = _to_rgb(img)
     resample, target = _RESAMPLING[cfg.interpolation], cfg.resize_to or cfg.size
     if cfg.resize == "shorter":  # torchvision's Resize(int): the longer side truncated
-        scale = target / min(img.size)
-        img = img.resize(
-            (max(target, int(img.width * scale)), max(target, int(img.height * scale))), resample
-        )
+        short = min(img.size)
+        img = img.resize((target * img.width // short, target * img.height // short), resample)
     else:
         img = img.resize((target, target), resample)
     if img.size != (cfg.size, cfg.size):

@@ -22,6 +22,11 @@ class TorchEngine:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise EngineUnavailable(f"device {device!r} requested but no CUDA GPU is visible.")
         meta = read_meta(stage_dir)
+        if "import" in meta.metrics:
+            raise EngineUnavailable(
+                f"{stage_dir} holds an imported model (ONNX only, no PyTorch weights); "
+                "use engine kind 'onnx' (CPU or CUDA) or 'tensorrt'."
+            )
         self.name = f"stage{meta.stage}:{meta.model_name}:torch"
         self.device = device
         self.preprocess = meta.preprocess

@@ -93,23 +93,59 @@ def test_unknown_kind() -> None:
         load_engine("x", "openvino")
 
 
-@pytest.mark.gpu
-def test_tensorrt_matches_onnx(tiny_model_dir: Path, tmp_path: Path) -> None:
-    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (optional extra)")
+def require_tensorrt_gpu() -> None:
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (optional extra [tensorrt])")
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU visible")
+        pytest.skip("no CUDA GPU visible (TensorRT engines run on a GPU only)")
+
+
+# Tolerance on P(block) against ONNX Runtime FP32 on the CPU. FP32 is built without TF32, so it
+# is held to FP32 rounding; FP16 and INT8 to what those precisions can keep on random weights.
+TRT_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_tensorrt_matches_onnx(tiny_model_dir: Path, tmp_path: Path, precision: str) -> None:
+    require_tensorrt_gpu()
+    import torch
+
     from models.export_tensorrt import build_engine
 
-    assert trt.__version__
     stage = tmp_path / "stage1"
     stage.mkdir()
     for name in ("model.onnx", "model.pt", "meta.json"):
         (stage / name).write_bytes((tiny_model_dir / "stage1" / name).read_bytes())
-    build_engine(stage, precision="fp32", max_batch=16)
-    x = batch(9)
-    got = load_engine(stage, "tensorrt", "cuda").predict(x)
-    np.testing.assert_allclose(got, load_engine(stage, "onnx").predict(x), atol=1e-3)
+    build_engine(stage, precision=precision, max_batch=16, calibration=batch(32, seed=5))
+    engine = load_engine(stage, "tensorrt", "cuda")
+    assert engine._stream != torch.cuda.default_stream()  # type: ignore[attr-defined]
+    x = batch(21)  # more than max_batch: chunked
+    got = engine.predict(x)
+    np.testing.assert_allclose(
+        got, load_engine(stage, "onnx").predict(x), atol=TRT_TOLERANCE[precision]
+    )
+
+
+@pytest.mark.gpu
+def test_tensorrt_runs_an_imported_stage(tmp_path: Path) -> None:
+    require_tensorrt_gpu()
+    from models.export_tensorrt import build_engine
+    from models.external import ImportSpec, InputSpec, OutputSpec
+    from models.importer import import_onnx
+    from tests.models.test_import import tiny_classifier
+
+    source = tiny_classifier(tmp_path / "m.onnx", layout="NHWC", classes=3, size=32)
+    spec = ImportSpec(InputSpec(size=32, layout="NHWC", channels="BGR"), OutputSpec(name="scores"))
+    import_onnx(source, tmp_path / "models", stage=2, spec=spec)
+    stage = tmp_path / "models" / "stage2"
+    build_engine(stage, precision="fp32", max_batch=8)
+    x = batch(5) * 60 + 120  # raw pixels, as the imported stage expects
+    np.testing.assert_allclose(
+        load_engine(stage, "tensorrt", "cuda").predict(x),
+        load_engine(stage, "onnx").predict(x),
+        atol=TRT_TOLERANCE["fp32"],
+    )
 
 
 def test_tensorrt_missing_is_a_clear_error(tiny_model_dir: Path) -> None:
