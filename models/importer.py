@@ -141,7 +141,7 @@ def _build_stage(
             "model_sha256": sha256_of(scratch / ONNX),
         }
         write_meta(scratch, meta.with_(metrics={"import": record}))
-        _swap_in(scratch, target)
+        swap_in(scratch, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return read_meta(target)
@@ -197,7 +197,7 @@ def _probe_images() -> list[Any]:
     return out
 
 
-def _swap_in(scratch: Path, target: Path) -> None:
+def swap_in(scratch: Path, target: Path) -> None:
     """Replace ``target`` by ``scratch`` with two renames (old stage kept until the new is in)."""
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
