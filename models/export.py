@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 INPUT, OUTPUT = "input", "logits"
+QDQ_MIN_OPSET = 13
 
 
 def export_onnx(
@@ -120,6 +121,7 @@ def quantize_int8(
         prepared = Path(tmp) / "prepared.onnx"
         # Folds constants and infers shapes so the quantiser sees fused Conv+BN graphs.
         quant_pre_process(str(stage_dir / ONNX), str(prepared), skip_symbolic_shape=True)
+        upgrade_opset(prepared, QDQ_MIN_OPSET)
         quantize_static(
             str(prepared),
             str(out),
@@ -135,6 +137,19 @@ def quantize_int8(
             extra_options=quantize_options(tensorrt),
         )
     return out
+
+
+def upgrade_opset(path: Path, opset: int) -> None:
+    """Per-channel Q/DQ (an ``axis`` on DequantizeLinear) needs opset 13; an imported graph may
+    be older (open_nsfw's is opset 9). Only the graph being quantized is converted; the FP32
+    ``model.onnx`` stays exactly as imported."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(path))
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
+    if current < opset:
+        onnx.save(version_converter.convert_version(model, opset), str(path))
 
 
 def quantize_options(tensorrt: bool) -> dict[str, Any]:

@@ -108,3 +108,30 @@ def test_fp16_graph_of_an_imported_stage_keeps_float32_io_and_our_nodes(tmp_path
     assert {v.type.tensor_type.elem_type for v in io} == {TensorProto.FLOAT}
     halves = [i for i in model.graph.initializer if i.data_type == TensorProto.FLOAT16]
     assert halves and not any(i.name.startswith("cascade/") for i in halves)
+
+
+def test_an_old_opset_imported_graph_quantizes_for_tensorrt(tmp_path: Path) -> None:
+    """Per-channel Q/DQ needs opset 13; an imported opset-11 graph is converted for the INT8
+    graph only, and the result loads and keeps no INT32 bias."""
+    import onnxruntime as ort
+
+    from models.external import ImportSpec, InputSpec, OutputSpec
+    from models.importer import import_onnx
+    from tests.models.test_import import tiny_classifier
+
+    source = tiny_classifier(tmp_path / "m.onnx", layout="NCHW", classes=2, size=32, opset=11)
+    import_onnx(
+        source,
+        tmp_path / "models",
+        stage=2,
+        spec=ImportSpec(InputSpec(size=32), OutputSpec(name="scores")),
+    )
+    stage = tmp_path / "models" / "stage2"
+    x = calibration() * 60 + 120  # raw pixels, as the imported stage expects
+    out = quantize_int8(stage, x, tensorrt=True, out=tmp_path / "trt.onnx")
+    assert int32_dequantize_inputs(onnx.load(str(out))) == []
+    (logits,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x}
+    )
+    assert np.asarray(logits).shape == (8, 2)
+    assert onnx.load(str(stage / "model.onnx")).opset_import[0].version == 11  # FP32 untouched

@@ -42,7 +42,7 @@ PHOTOS = [photo(i, w, h) for i, (w, h) in enumerate([(96, 64), (64, 64), (70, 11
 
 
 def tiny_classifier(
-    path: Path, *, layout: str, classes: int, size: int, fixed_batch: bool = False
+    path: Path, *, layout: str, classes: int, size: int, fixed_batch: bool = False, opset: int = 13
 ) -> Path:
     """A random conv net taking ``layout`` input, exported to ONNX (dynamic batch unless
     ``fixed_batch``, which reshapes with a hard-coded batch of 1 as some exporters do)."""
@@ -69,7 +69,7 @@ def tiny_classifier(
         input_names=["pixels"],
         output_names=["scores"],
         dynamic_axes=None if fixed_batch else {"pixels": {0: "n"}, "scores": {0: "n"}},
-        opset_version=13,
+        opset_version=opset,
         dynamo=False,
     )
     return path
