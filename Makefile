@@ -23,9 +23,10 @@ demo: $(STAMP) ## Train demo models (first run), start the stack, push traffic, 
 up: $(STAMP) ## Start the whole stack on this machine (embedded Redis, SQLite)
 	$(BIN)/cascade up
 
-lint: $(STAMP) ## ruff + mypy
+lint: $(STAMP) ## ruff, import layering (no cycles, arrows one way), mypy
 	$(BIN)/ruff check --no-cache .
 	$(BIN)/ruff format --no-cache --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
 format: $(STAMP)

@@ -1,5 +1,10 @@
 """The Celery application: queues, routing and the reliability settings, built from Settings.
 
+This module only configures. The tasks are module-level (``cascade.tasks``, ``feedback.tasks``)
+and attach to every app when their module is imported; the worker entry point imports them.
+The app carries the ``Settings`` it was built from (``app.conf.cascade_settings``): the tasks'
+base class reads batch sizes from it and builds its per-process runtime from it.
+
 Reliability: ``acks_late`` + ``task_reject_on_worker_lost`` mean a message is acknowledged only
 after its batch was written; a worker killed mid-batch leaves its messages unacknowledged, and
 Redis hands them out again after ``visibility_timeout``. Every write is idempotent (state
@@ -17,15 +22,11 @@ from kombu import Queue
 
 from cascade import queues
 from cascade.config import Settings
-
-STAGE1_TASK = "cascade.stage1"
-STAGE2_TASK = "cascade.stage2"
-CALLBACK_TASK = "cascade.callback"
-RETRY_TASK = "cascade.requeue"
+from cascade.tasknames import ROUTES
 
 
-def create_celery(settings: Settings, *, register_tasks: bool = True) -> Celery:
-    """A Celery app for ``settings``. Producers (the API) may skip task registration."""
+def create_celery(settings: Settings) -> Celery:
+    """A configured Celery app for ``settings`` (producers and workers alike)."""
     if not settings.broker_url:
         raise ValueError(
             "CASCADE_BROKER_URL is not set; `cascade up` starts a local Redis and sets it for you"
@@ -36,14 +37,7 @@ def create_celery(settings: Settings, *, register_tasks: bool = True) -> Celery:
     app.conf.update(
         task_queues=[Queue(name) for name in queues.ALL],
         task_default_queue=queues.MAINTENANCE,
-        task_routes={
-            STAGE1_TASK: {"queue": queues.STAGE1},
-            STAGE2_TASK: {"queue": queues.STAGE2},
-            CALLBACK_TASK: {"queue": queues.CALLBACKS},
-            RETRY_TASK: {"queue": queues.MAINTENANCE},
-            "cascade.feedback.*": {"queue": queues.MAINTENANCE},
-            "cascade.maintenance.*": {"queue": queues.MAINTENANCE},
-        },
+        task_routes=ROUTES,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
@@ -70,9 +64,6 @@ def create_celery(settings: Settings, *, register_tasks: bool = True) -> Celery:
         worker_hijack_root_logger=False,
         timezone="UTC",
         enable_utc=True,
+        cascade_settings=settings,
     )
-    if register_tasks:
-        from cascade.tasks import register
-
-        register(app, settings)
     return app

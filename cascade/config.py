@@ -7,12 +7,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "dev-insecure-secret"}
+from models.engines import ENGINE_KINDS
 
-EngineKind = Literal["onnx", "onnx-int8", "torch", "tensorrt"]
+PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "dev-insecure-secret"}
 
 
 class Settings(BaseSettings):
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
 
     # Models and inference
     model_dir: Path = Path("var/models")
-    engine: EngineKind = "onnx"
+    engine: str = "onnx"  # one of models.engines.ENGINE_KINDS
     stage1_batch_size: int = 32
     stage1_flush_interval_s: float = 0.05
     stage2_batch_size: int = 16
@@ -71,9 +71,11 @@ class Settings(BaseSettings):
     threshold_refresh_s: float = 2.0
     near_duplicate_distance: int = Field(0, ge=0, le=64)  # 0: exact-hash cache only
 
-    # Cost model ($). Device prices are per hour; the stage's device names the price.
-    stage1_device: str = "cpu"
-    stage2_device: str = "cpu"
+    # Cost model ($). Device prices are per hour. ``stage<n>_billed_as`` names the device type a
+    # stage's busy time is billed at (a key of ``device_prices_per_hour``, also the ``device``
+    # label of its metrics); it does not choose where the stage runs (``engine`` does).
+    stage1_billed_as: str = "cpu"
+    stage2_billed_as: str = "cpu"
     device_prices_per_hour: dict[str, float] = {
         "cpu": 0.10,
         "t4": 0.526,
@@ -102,6 +104,13 @@ class Settings(BaseSettings):
     auto_activate: bool = False
     max_reviews_per_hour: float | None = None
 
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, kind: str) -> str:
+        if kind not in ENGINE_KINDS:
+            raise ValueError(f"unknown engine {kind!r}; choose one of {', '.join(ENGINE_KINDS)}")
+        return kind
+
     @model_validator(mode="after")
     def _fail_fast_on_placeholders(self) -> Settings:
         if self.env == "production":
@@ -124,6 +133,14 @@ class Settings(BaseSettings):
     @property
     def blobs(self) -> str:
         return self.blob_url or str((self.var_dir / "blobs").resolve())
+
+    def billed_as(self, stage: str) -> str:
+        """The device type ``stage`` ("stage1" or "stage2") is billed as."""
+        return self.stage1_billed_as if stage == "stage1" else self.stage2_billed_as
+
+    def stage_price_per_hour(self, stage: str) -> float:
+        """$/hour of the device type ``stage`` is billed as."""
+        return self.device_price(self.billed_as(stage))
 
     def device_price(self, device: str) -> float:
         """$/hour of a device type; unknown devices are a configuration error."""

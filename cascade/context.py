@@ -1,9 +1,14 @@
-"""The handles a process needs (settings, database, blob store), built once from settings."""
+"""The handles a process needs (settings, database, blob store), built once from settings.
+
+A context is data, not a messenger: what is sent after a commit goes through
+``cascade.dispatch.Dispatcher``. That keeps the core's import graph acyclic.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,9 +17,6 @@ from cascade.blobs import BlobStore
 from cascade.config import Settings, get_settings
 from cascade.db.session import make_engine, make_sessionmaker
 
-if TYPE_CHECKING:
-    from celery import Celery
-
 
 @dataclass
 class Context:
@@ -22,7 +24,6 @@ class Context:
     engine: Engine
     sessions: sessionmaker[Session]
     blobs: BlobStore
-    _celery: Any = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Context:
@@ -35,21 +36,16 @@ class Context:
             blobs=BlobStore(settings.blobs),
         )
 
-    @property
-    def celery(self) -> Celery:
-        """A producer-side Celery app (created on first use; sends tasks by name)."""
-        if self._celery is None:
-            from cascade.celery_app import create_celery
-
-            self._celery = create_celery(self.settings, register_tasks=False)
-        return self._celery
-
-    def send_callbacks(self, submission_ids: list[str]) -> None:
-        """Enqueue decision callbacks (call after the decisions were committed)."""
-        from cascade.celery_app import CALLBACK_TASK
-
-        for sid in submission_ids:
-            self.celery.send_task(CALLBACK_TASK, args=[sid])
+    @classmethod
+    @contextmanager
+    def opened(cls, settings: Settings | None = None) -> Iterator[Context]:
+        """A context for one job or command, closed afterwards (it holds no connections
+        between runs)."""
+        ctx = cls.from_settings(settings)
+        try:
+            yield ctx
+        finally:
+            ctx.close()
 
     def close(self) -> None:
         self.engine.dispose()

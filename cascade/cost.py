@@ -1,7 +1,7 @@
 """Cost model and the pre-aggregated cost ledger.
 
 Compute cost is what the device was busy for: ``device_seconds × $/hour ÷ 3600``, the price
-coming from the stage's device type in the settings. Human cost is a price per label. Error
+coming from the device type the stage is billed as in the settings (``stage1_billed_as``). Human cost is a price per label. Error
 cost (a miss, a false block) is what the configuration says such an error costs the business.
 """
 
@@ -13,6 +13,7 @@ from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from cascade import metrics
 from cascade.config import Settings
 from cascade.db.schema import BatchRecord, CostLedger, utcnow
 
@@ -87,8 +88,8 @@ def record_batch(
     at: datetime | None = None,
 ) -> float:
     """Record one stage batch (its row and its ledger minute); returns its dollars."""
-    device = settings.stage1_device if stage == "stage1" else settings.stage2_device
-    dollars = compute_dollars(device_seconds, settings.device_price(device))
+    device = settings.billed_as(stage)
+    dollars = compute_dollars(device_seconds, settings.stage_price_per_hour(stage))
     at = at or utcnow()
     session.add(
         BatchRecord(
@@ -143,6 +144,4 @@ def _count_dollars(bucket: str, dollars: float) -> None:
     Prometheus, is the record."""
     if dollars <= 0:
         return
-    from cascade.metrics import DOLLARS
-
-    DOLLARS.labels(bucket=bucket).inc(dollars)
+    metrics.DOLLARS.labels(bucket=bucket).inc(dollars)

@@ -1,7 +1,9 @@
 """Accepting an image: validate at the door, store the bytes, answer from the cache or queue it.
 
 The caller commits and, for a queued submission, enqueues stage 1 after the commit (so a worker
-never sees a submission that is not in the database yet).
+never sees a submission that is not in the database yet). The caller also checks the callback
+URL (``cascade.netguard.check_callback_url``) once per request, before any image is stored;
+delivery checks it again (``cascade.callbacks.deliver``), as DNS may have changed since.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from cascade.context import Context
 from cascade.db.schema import Image, State, Submission, utcnow
 from cascade.decisions import finalize
 from cascade.errors import Conflict, InvalidImage, PayloadTooLarge
-from cascade.netguard import check_callback_url
 from cascade.phash import dhash, distance
 from cascade.policy import Decider, Outcome
 from models.errors import ImageError, ImageTooLarge
@@ -104,8 +105,6 @@ def accept(
     """Validate and record one upload (see the module docstring for the commit protocol)."""
     s = ctx.settings
     img, fmt = validate_image(data, max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels)
-    if callback_url:
-        check_callback_url(callback_url, allow_private=s.callback_allow_private)
     sha, key = ctx.blobs.put(data)
     replay = _find_replay(session, tenant_id, idempotency_key, sha)
     if replay is not None:

@@ -8,9 +8,7 @@ aggregate them. Names are a public interface: the Grafana dashboard queries them
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
 
 # prometheus_client opens its files in this folder as soon as a metric is created: make sure
 # it exists (a container entrypoint that forgets it would otherwise crash at import).
@@ -18,9 +16,6 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-
-if TYPE_CHECKING:
-    from cascade.context import Context
 
 IMAGES = Counter(
     "cascade_images_total", "Images decided, by route and decider", ["route", "decider"]
@@ -48,7 +43,7 @@ DECISION_LATENCY = Histogram(
 )
 DEVICE_SECONDS = Counter("cascade_device_seconds_total", "Device busy time", ["stage", "device"])
 DOLLARS = Counter("cascade_dollars_total", "Cost in dollars, by bucket", ["bucket"])
-# Gauges set by ``refresh_gauges`` from the source of truth (broker, database): several
+# Gauges set by ``cascade.maintenance.refresh_gauges`` from the source of truth (broker, database): several
 # processes may refresh them, so the most recent value wins ("mostrecent"), not the largest
 # one ever written by a process that has since died.
 QUEUE_DEPTH = Gauge(
@@ -109,47 +104,6 @@ def _zero_known_labels() -> None:
 _zero_known_labels()
 
 
-class ListLengths(Protocol):
-    """What ``refresh_gauges`` needs of a broker client: Redis' ``LLEN`` (redis-py has it)."""
-
-    def llen(self, name: str) -> Any: ...
-
-
-def setup_multiprocess(directory: str | Path, *, clean: bool = False) -> Path:
-    """Put this process (and the processes it forks: Celery's prefork pool, gunicorn's
-    workers) in Prometheus multiprocess mode, writing samples under ``directory``.
-
-    prometheus_client picks its value store when it is imported, from
-    ``PROMETHEUS_MULTIPROC_DIR``. Setting that variable before start is the documented way and
-    stays the best one; when this is called after ``cascade.metrics`` was imported, the
-    store is switched and this module's metrics are re-created on it, so they are not lost
-    in a store nobody exposes. ``clean`` empties the folder: do that once when a deployment
-    starts, never while other processes write to it.
-    """
-    from prometheus_client import values
-
-    path = Path(directory)
-    if clean and path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    if values.ValueClass is values.MutexValue:
-        values.ValueClass = values.MultiProcessValue()
-        for metric in _module_metrics():
-            if metric._labelnames:
-                with metric._lock:
-                    metric._metrics.clear()
-            else:
-                metric._metric_init()
-    return path
-
-
-def _module_metrics() -> list[Any]:
-    from prometheus_client.metrics import MetricWrapperBase
-
-    return [m for m in globals().values() if isinstance(m, MetricWrapperBase)]
-
-
 def mark_process_dead(pid: int, directory: str | Path | None = None) -> None:
     """Drop a dead process's live gauges (call from gunicorn's ``child_exit`` hook or Celery's
     ``worker_process_shutdown`` signal). Counters and histograms keep their samples."""
@@ -200,45 +154,21 @@ def observe_decision(*, route: str, decider: str, latency_seconds: float) -> Non
     DECISION_LATENCY.labels(decider=decider).observe(latency_seconds)
 
 
-def refresh_gauges(context: Context, broker_client: ListLengths | None) -> dict[str, Any]:
-    """Set the gauges that mirror state (queue depths, review backlog and age, the active
-    threshold version) and return what was set.
-
-    Called periodically by the maintenance worker and the API. Queue depth is Redis ``LLEN``
-    of each queue in ``cascade.queues`` (Celery's Redis transport keeps a queue in a list of
-    the same name); with no broker client the queue gauges are left alone.
-    """
-    from cascade import queues
-
-    depths: dict[str, int] = {}
-    if broker_client is not None:
-        for name in queues.ALL:
-            depths[name] = int(broker_client.llen(name) or 0)
-            QUEUE_DEPTH.labels(queue=name).set(depths[name])
-    from cascade.stats import active_threshold_version, review_backlog
-
-    with context.sessions() as session:
-        backlog, oldest = review_backlog(session)
-        version = active_threshold_version(session)
+def set_state_gauges(
+    queue_depths: dict[str, int], review_backlog: dict[str, int], oldest_age_s: float, version: int
+) -> None:
+    """Mirror state read elsewhere (``cascade.maintenance.refresh_gauges``) into the gauges.
+    Queues absent from ``queue_depths`` keep their last value."""
+    for name, depth in queue_depths.items():
+        QUEUE_DEPTH.labels(queue=name).set(depth)
     for reason in REVIEW_REASONS:
-        REVIEW_BACKLOG.labels(reason=reason).set(backlog.get(reason, 0))
-    age = 0.0
-    if oldest is not None:
-        from cascade.db.schema import utcnow
-
-        age = max(0.0, (utcnow() - oldest).total_seconds())
-    REVIEW_OLDEST_AGE.set(age)
+        REVIEW_BACKLOG.labels(reason=reason).set(review_backlog.get(reason, 0))
+    REVIEW_OLDEST_AGE.set(oldest_age_s)
     THRESHOLD_VERSION.set(version)
-    return {
-        "queues": depths,
-        "review_backlog": backlog,
-        "review_oldest_age_s": age,
-        "threshold_version": version,
-    }
 
 
 def current_queue_depths() -> dict[str, float]:
-    """Queue depths as last set by ``refresh_gauges`` in any process (for the dashboard)."""
+    """Queue depths as last set by ``set_state_gauges`` in any process (for the dashboard)."""
     depths: dict[str, float] = {}
     for family in exposition_registry().collect():
         if family.name == "cascade_queue_depth":

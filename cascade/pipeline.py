@@ -101,7 +101,7 @@ class StageRunner:
     # -- selection -------------------------------------------------------------------------
     def _wanted(self, sub: Submission) -> bool:
         if self.stage == 1:
-            return sub.state in (State.QUEUED, State.STAGE1)
+            return sub.state == State.QUEUED
         if sub.state == State.STAGE2:
             return True
         # Audit-sampled images decided at stage 1 still need their stage-2 score.
@@ -163,7 +163,7 @@ class StageRunner:
             if score is None:
                 continue
             if self.stage == 1:
-                self._route1(session, sub, float(score), ts, now, out)
+                self._route1(sub, float(score), ts, now, out)
             else:
                 self._route2(session, sub, float(score), ts, now, out)
 
@@ -219,7 +219,6 @@ class StageRunner:
 
     def _route1(
         self,
-        session: Session,
         sub: Submission,
         s1: float,
         ts: ThresholdSet,
@@ -272,5 +271,4 @@ class StageRunner:
             metrics.observe_decision(route=route, decider=decider, latency_seconds=latency)
 
     def _device(self) -> str:
-        s = self.ctx.settings
-        return s.stage1_device if self.stage == 1 else s.stage2_device
+        return self.ctx.settings.billed_as(self.name)

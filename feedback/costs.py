@@ -39,17 +39,17 @@ def stage_costs(
     ``dollars_per_image`` maps a stage to its measured cost (see
     :func:`feedback.store.measured_dollars_per_image`); a missing stage falls back to the
     configured ``CASCADE_STAGE{1,2}_SECONDS_PER_IMAGE`` when the settings have it, else
-    :data:`DEFAULT_SECONDS_PER_IMAGE`, times the stage device's price.
+    :data:`DEFAULT_SECONDS_PER_IMAGE`, times the price of the device type the stage is billed as.
     """
     measured = dict(dollars_per_image or {})
     compute = {}
-    for stage, device in (("stage1", settings.stage1_device), ("stage2", settings.stage2_device)):
+    for stage in ("stage1", "stage2"):
         if stage in measured:
             compute[stage] = measured[stage]
             continue
         seconds = getattr(settings, f"{stage}_seconds_per_image", None)
         seconds = DEFAULT_SECONDS_PER_IMAGE[stage] if seconds is None else float(seconds)
-        compute[stage] = seconds * settings.device_price(device) / 3600.0
+        compute[stage] = seconds * settings.stage_price_per_hour(stage) / 3600.0
     return StageCosts(
         stage1=compute["stage1"],
         stage2=compute["stage2"],

@@ -1,41 +1,27 @@
-"""Celery tasks of the feedback service. The lead's beat schedule calls them periodically.
+"""Celery tasks of the feedback service; beat's schedule (``services.worker``) calls them.
 
-Each builds its own :class:`cascade.context.Context` from the settings and closes it, so tasks
+Each opens its own :class:`cascade.context.Context` from the settings and closes it, so tasks
 never import the app and hold no connections between runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from celery import shared_task
 
 from cascade.context import Context
-from feedback import retune as jobs
-
-T = TypeVar("T")
-
-
-@contextmanager
-def _context() -> Iterator[Context]:
-    ctx = Context.from_settings()
-    try:
-        yield ctx
-    finally:
-        ctx.close()
+from cascade.tasknames import CHECK_DRIFT_TASK, CHECK_ERRORS_TASK, RETUNE_TASK
+from feedback.error_alerts import check_errors as check_labelled_errors
+from feedback.retune import retune as retune_thresholds
+from feedback.score_alerts import check_score_drift
 
 
-def _run(job: Callable[[Context], T]) -> T:
-    with _context() as ctx:
-        return job(ctx)
-
-
-@shared_task(name="cascade.feedback.retune")
+@shared_task(name=RETUNE_TASK)
 def retune(reason: str = "scheduled", by: str = "beat") -> dict[str, Any]:
     """Propose new thresholds; activates them when the settings say so and they are certified."""
-    proposal = _run(lambda ctx: jobs.retune(ctx, by=by, reason=reason))
+    with Context.opened() as ctx:
+        proposal = retune_thresholds(ctx, by=by, reason=reason)
     return {
         "version": proposal.version,
         "certified": proposal.optimum.certified,
@@ -44,12 +30,14 @@ def retune(reason: str = "scheduled", by: str = "beat") -> dict[str, Any]:
     }
 
 
-@shared_task(name="cascade.feedback.check_drift")
+@shared_task(name=CHECK_DRIFT_TASK)
 def check_drift() -> dict[str, Any] | None:
-    check = _run(jobs.check_score_drift)
+    with Context.opened() as ctx:
+        check = check_score_drift(ctx)
     return check.as_dict() if check else None
 
 
-@shared_task(name="cascade.feedback.check_errors")
+@shared_task(name=CHECK_ERRORS_TASK)
 def check_errors() -> list[dict[str, Any]]:
-    return [c.as_dict() for c in _run(jobs.check_errors)]
+    with Context.opened() as ctx:
+        return [c.as_dict() for c in check_labelled_errors(ctx)]

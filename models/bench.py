@@ -1,4 +1,6 @@
-"""Engine benchmark: images/s per engine and batch size, accuracy per engine on held-out data.
+"""Engine benchmark, the measuring part: images/s per engine and batch size, accuracy per engine
+on held-out data. The report and the ``cascade bench engines`` command are in
+``services.bench.engines`` (this part stays here so that ``models`` code can time engines too).
 
 Throughput is measured on real held-out inputs (tiled to the batch size) after warm-up, as the
 best of a few timed rounds (the least disturbed by other processes on a shared machine). The
@@ -7,7 +9,6 @@ report states the machine and thread settings, because the numbers mean nothing 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -136,62 +137,3 @@ def summarise(stages: list[dict[str, Any]], focus_batch: int = 32) -> list[str]:
             delta = 100 * (eng["onnx-int8"]["accuracy"] - eng["onnx"]["accuracy"])
             lines.append(f"stage {s['stage']}: INT8 accuracy - FP32 accuracy = {delta:+.2f} points")
     return lines
-
-
-def write_reports(result: dict[str, Any], out_dir: Path) -> list[Path]:
-    """``engines.json``, ``engines.md`` and ``engines.png`` under ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "engines.json", out_dir / "engines.md", out_dir / "engines.png"]
-    paths[0].write_text(json.dumps(result, indent=2))
-    paths[1].write_text(_markdown(result))
-    _plot(result, paths[2])
-    return paths
-
-
-def _markdown(result: dict[str, Any]) -> str:
-    lines = ["# Engine benchmark", "", f"Command: `{result.get('command', '')}`", ""]
-    lines += [f"- {k}: {v}" for k, v in result["machine"].items()]
-    lines += ["", "## Summary", ""] + [f"- {line}" for line in result["summary"]]
-    for s in result["stages"]:
-        engines = {k: v for k, v in s["engines"].items() if "images_per_s" in v}
-        batches = next(iter(engines.values()))["images_per_s"].keys() if engines else []
-        lines += ["", f"## Stage {s['stage']} (test images: {s['n_test']})", ""]
-        lines += ["| engine | accuracy | " + " | ".join(f"b={b}" for b in batches) + " |"]
-        lines += ["|---|---|" + "---|" * len(batches)]
-        for kind, v in engines.items():
-            ips = " | ".join(f"{v['images_per_s'][b]:.0f}" for b in batches)
-            lines.append(f"| {kind} | {v['accuracy']:.4f} | {ips} |")
-        for kind, v in s["engines"].items():
-            if "skipped" in v:
-                lines.append(f"\n- {kind}: skipped — {v['skipped']}")
-    lines += ["", "Images/s: best of the timed rounds, after warm-up; higher is better.", ""]
-    return "\n".join(lines)
-
-
-def _plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stages = result["stages"]
-    fig, axes = plt.subplots(1, len(stages), figsize=(6 * len(stages), 4.5), squeeze=False)
-    for ax, s in zip(axes[0], stages, strict=True):
-        for kind, v in s["engines"].items():
-            if "images_per_s" in v:
-                b = [int(k) for k in v["images_per_s"]]
-                ax.plot(
-                    b,
-                    list(v["images_per_s"].values()),
-                    marker="o",
-                    label=f"{kind} (acc {v['accuracy']:.3f})",
-                )
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("images/s")
-        ax.set_title(f"stage {s['stage']}")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

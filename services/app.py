@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask
 
 from cascade.config import Settings
 from cascade.context import Context
-from cascade.errors import CascadeError
-
-log = logging.getLogger(__name__)
+from services import web
 
 
 def create_app(settings: Settings | None = None, context: Context | None = None) -> Flask:
@@ -26,7 +20,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=ctx.settings.env == "production",
     )
-    app.extensions["cascade"] = ctx
+    web.init_app(app, ctx)
 
     from services.api import bp as api_bp
     from services.dashboard import bp as dashboard_bp
@@ -39,33 +33,4 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(feedback_bp)
     app.register_blueprint(metrics_bp)
-    _register_error_handlers(app)
     return app
-
-
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
-
-
-def _register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(CascadeError)
-    def _cascade_error(exc: CascadeError) -> Any:
-        response = jsonify(error_body(exc.code, exc.message))
-        response.status_code = exc.status
-        if exc.retry_after is not None:
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Any:
-        code = (exc.name or "error").lower().replace(" ", "_")
-        response = jsonify(error_body(code, exc.description or exc.name or "error"))
-        response.status_code = exc.code or 500
-        return response
-
-    @app.errorhandler(Exception)
-    def _unknown_error(exc: Exception) -> Any:
-        log.exception("unhandled error")
-        response = jsonify(error_body("internal", "internal error; it has been logged"))
-        response.status_code = 500
-        return response

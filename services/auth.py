@@ -17,14 +17,14 @@ from collections.abc import Callable
 from functools import cache, wraps
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, current_app, g, redirect, request, session, url_for
+from flask import Blueprint, g, redirect, request, session, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from cascade.context import Context
 from cascade.db.schema import Role, User
 from cascade.errors import BadRequest, Forbidden, Unauthorized
+from services.web import db
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,9 +43,9 @@ def _dummy_hash() -> str:
     return hash_password(secrets.token_hex(16))
 
 
-def authenticate(db: Session, username: str, password: str) -> User | None:
+def authenticate(session: Session, username: str, password: str) -> User | None:
     """The active user with this name and password, or None (never says which part was wrong)."""
-    user = db.scalars(select(User).where(User.username == username)).first()
+    user = session.scalars(select(User).where(User.username == username)).first()
     if user is None:
         check_password_hash(_dummy_hash(), password)
         return None
@@ -100,20 +100,15 @@ def safe_next(target: str | None, default: str) -> str:
     return default
 
 
-def context() -> Context:
-    return cast(Context, current_app.extensions["cascade"])
-
-
 def current_user() -> User | None:
     """The logged-in user, loaded once per request."""
     if "user" not in g:
         user_id = session.get("user_id")
         user = None
         if user_id is not None:
-            with context().sessions() as db:
-                user = db.get(User, user_id)
-                if user is not None and not user.active:
-                    user = None
+            user = db().get(User, user_id)
+            if user is not None and not user.active:
+                user = None
         g.user = user
     return cast(User | None, g.user)
 

@@ -19,18 +19,18 @@ from typing import Any
 import click
 import numpy as np
 from sqlalchemy import func, select
-from tqdm import tqdm
 
 from cascade.apikeys import create_key
 from cascade.config import Settings
 from cascade.context import Context
 from cascade.cost import compute_dollars
-from cascade.db.schema import BatchRecord, Label, Role, State, Submission, User, utcnow
+from cascade.db.schema import PENDING_STATES, BatchRecord, Label, Role, Submission, User, utcnow
+from cascade.db.session import session_scope
+from cascade.dispatch import Dispatcher
 from cascade.review import claim_next, record_label
+from models.progress import Progress
 from services.auth import hash_password
 from services.stack import Stack
-
-PENDING = (State.QUEUED, State.STAGE1, State.STAGE2)
 
 
 @dataclass
@@ -58,7 +58,7 @@ def push_traffic(url: str, api_key: str, *, n: int, harmful_rate: float, seed: i
             return None, labels[i]
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool, tqdm(total=n, desc="uploading", unit="img") as bar:
+    with ThreadPoolExecutor(8) as pool, Progress(total=n, desc="uploading", unit="img") as bar:
         for sid, harmful in pool.map(one, range(n)):
             bar.update()
             if sid is None:
@@ -71,25 +71,27 @@ def push_traffic(url: str, api_key: str, *, n: int, harmful_rate: float, seed: i
 
 def wait_for_cascade(ctx: Context, ids: list[str], *, timeout_s: float = 600) -> None:
     """Wait until no submission is still in the automatic stages."""
-    with tqdm(total=len(ids), desc="cascade", unit="img") as bar:
+    with Progress(total=len(ids), desc="cascade", unit="img") as bar:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with ctx.sessions() as session:
                 pending = (
-                    session.scalar(select(func.count()).where(Submission.state.in_(PENDING))) or 0
+                    session.scalar(select(func.count()).where(Submission.state.in_(PENDING_STATES)))
+                    or 0
                 )
-            bar.n = len(ids) - pending
-            bar.refresh()
+            bar.set(len(ids) - pending)
             if pending == 0:
                 return
             time.sleep(0.5)
     raise click.ClickException(f"{pending} images still undecided after {timeout_s}s")
 
 
-def play_moderators(ctx: Context, truth: dict[str, bool], *, accuracy: float, seed: int) -> int:
+def play_moderators(
+    ctx: Context, dispatcher: Dispatcher, truth: dict[str, bool], *, accuracy: float, seed: int
+) -> int:
     """Two simulated moderators label the queue from the ground truth (with some mistakes)."""
     rng = random.Random(seed)
-    with ctx.sessions() as session:
+    with session_scope(ctx.sessions) as session:
         users = []
         for name in ("demo-mod-1", "demo-mod-2"):
             user = session.scalars(select(User).where(User.username == name)).first()
@@ -98,32 +100,29 @@ def play_moderators(ctx: Context, truth: dict[str, bool], *, accuracy: float, se
                             role=Role.MODERATOR)  # fmt: skip
                 session.add(user)
             users.append(user)
-        session.commit()
+        session.flush()
         user_ids = [u.id for u in users]
     labelled, idle = 0, 0
     callbacks: list[str] = []
-    with tqdm(desc="moderators", unit="label") as bar:
+    with Progress(total=None, desc="moderators", unit="label") as bar:
         while idle < len(user_ids):
             idle = 0
             for uid in user_ids:
-                with ctx.sessions() as session:
+                with session_scope(ctx.sessions) as session:
                     item = claim_next(session, user_id=uid, lease_s=ctx.settings.review_lease_s)
                     if item is None:
                         idle += 1
-                        session.commit()
                         continue
                     harmful = truth.get(item.submission_id, False)
                     correct = rng.random() < accuracy
                     label = "block" if harmful == correct else "allow"
                     outcome = record_label(session, item_id=item.id, user_id=uid, label=label,
                                            settings=ctx.settings, seconds_spent=6.0)  # fmt: skip
-                    session.commit()
                     if outcome.callback_due:
                         callbacks.append(outcome.submission_id)
                     labelled += 1
                     bar.update()
-    if callbacks:
-        ctx.send_callbacks(callbacks)
+    dispatcher.follow_up(callbacks=callbacks)
     return labelled
 
 
@@ -139,8 +138,7 @@ def round_dollars(
         .where(BatchRecord.created_at >= since)
         .group_by(BatchRecord.stage)
     ):
-        device = s.stage1_device if stage == "stage1" else s.stage2_device
-        dollars[stage] = compute_dollars(float(seconds or 0.0), s.device_price(device))
+        dollars[stage] = compute_dollars(float(seconds or 0.0), s.stage_price_per_hour(stage))
     labels = 0
     for chunk in range(0, len(ids), 500):
         labels += (
@@ -211,15 +209,14 @@ class DemoRun:
 
     def __init__(self, stack: Stack, *, harmful_rate: float, accuracy: float, seed: int) -> None:
         self.stack = stack
-        self.ctx = Context.from_settings(
-            stack.settings.model_copy(update={"broker_url": stack.broker_url})
-        )
+        settings = stack.settings.model_copy(update={"broker_url": stack.broker_url})
+        self.ctx = Context.from_settings(settings)
+        self.dispatcher = Dispatcher(settings)
         self.harmful_rate, self.accuracy, self.seed = harmful_rate, accuracy, seed
         self.password = secrets.token_urlsafe(9)
-        with self.ctx.sessions() as session:
+        with session_scope(self.ctx.sessions) as session:
             self.key = create_key(session, tenant_name="demo").key
             ensure_admin(session, "admin", self.password)
-            session.commit()
         self.rounds = 0
 
     def round(self, n: int, name: str) -> dict[str, Any]:
@@ -230,7 +227,8 @@ class DemoRun:
         traffic = push_traffic(self.stack.url, self.key, n=n, harmful_rate=self.harmful_rate,
                                seed=seed)  # fmt: skip
         wait_for_cascade(self.ctx, list(traffic.truth))
-        play_moderators(self.ctx, traffic.truth, accuracy=self.accuracy, seed=seed)
+        play_moderators(self.ctx, self.dispatcher, traffic.truth, accuracy=self.accuracy,
+                        seed=seed)  # fmt: skip
         return summarise(self.ctx, traffic, since) | {"name": name}
 
     def retune(self) -> Any:

@@ -12,13 +12,13 @@ from typing import Any
 
 from flask import Blueprint, g, jsonify, request
 
-from cascade.db.session import session_scope
 from cascade.errors import BadRequest
 from feedback import rollout, store
 from feedback.metrics import LABELLED_ERRORS
 from feedback.retune import proposal_as_dict, retune
 from services.api.auth import require_api_key
-from services.auth import check_csrf, context, current_user, require_role
+from services.auth import check_csrf, current_user, require_role
+from services.web import context, db
 
 
 def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -62,19 +62,16 @@ def _who() -> str:
 @require_role()
 def list_thresholds() -> Any:
     """Every threshold set, newest first, with its provenance; plus which is in force."""
-    with session_scope(context().sessions) as session:
-        rows = rollout.list_rows(session)
-        items = [rollout.row_as_dict(row) for row in rows]
-        active = rollout.active_thresholds(session).version
+    items = [rollout.row_as_dict(row) for row in rollout.list_rows(db())]
+    active = rollout.active_thresholds(db()).version
     return jsonify({"active_version": active, "items": items, "default": rollout.default_as_dict()})
 
 
 @bp.get("/thresholds/active")
 @require_role()
 def active_thresholds() -> Any:
-    with session_scope(context().sessions) as session:
-        row = rollout.active_row(session)
-        return jsonify(rollout.row_as_dict(row) if row else rollout.default_as_dict())
+    row = rollout.active_row(db())
+    return jsonify(rollout.row_as_dict(row) if row else rollout.default_as_dict())
 
 
 @bp.post("/thresholds/retune")
@@ -101,8 +98,8 @@ def retune_thresholds() -> Any:
 @admin_only
 def activate_thresholds(version: int) -> Any:
     _body()
-    with session_scope(context().sessions) as session:
-        ts = rollout.activate(session, version, by=_who())
+    ts = rollout.activate(db(), version, by=_who())
+    db().commit()
     return jsonify({"active": ts.as_dict()})
 
 
@@ -110,17 +107,17 @@ def activate_thresholds(version: int) -> Any:
 @admin_only
 def reject_thresholds(version: int) -> Any:
     _body()
-    with session_scope(context().sessions) as session:
-        row = rollout.reject(session, version, by=_who())
-        return jsonify(rollout.row_as_dict(row))
+    row = rollout.reject(db(), version, by=_who())
+    db().commit()
+    return jsonify(rollout.row_as_dict(row))
 
 
 @bp.post("/thresholds/rollback")
 @admin_only
 def rollback_thresholds() -> Any:
     _body()
-    with session_scope(context().sessions) as session:
-        ts = rollout.rollback(session, by=_who())
+    ts = rollout.rollback(db(), by=_who())
+    db().commit()
     return jsonify({"active": ts.as_dict()})
 
 
@@ -136,22 +133,22 @@ def report_error() -> Any:
     note = body.get("note")
     if note is not None and not isinstance(note, str):
         raise BadRequest("note must be a string")
-    with session_scope(context().sessions) as session:
-        row, created = store.report_error(
-            session,
-            submission_id=submission_id,
-            kind=str(body.get("kind")),
-            source=str(body.get("source")),
-            note=note,
-            tenant_id=getattr(g, "tenant_id", None),
-        )
-        answer = {
-            "id": row.id,
-            "submission_id": row.submission_id,
-            "kind": row.kind,
-            "source": row.source,
-            "threshold_version": row.threshold_version,
-        }
+    row, created = store.report_error(
+        db(),
+        submission_id=submission_id,
+        kind=str(body.get("kind")),
+        source=str(body.get("source")),
+        note=note,
+        tenant_id=getattr(g, "tenant_id", None),
+    )
+    db().commit()
+    answer = {
+        "id": row.id,
+        "submission_id": row.submission_id,
+        "kind": row.kind,
+        "source": row.source,
+        "threshold_version": row.threshold_version,
+    }
     if created:
         LABELLED_ERRORS.labels(kind=answer["kind"], source=answer["source"]).inc()
     return jsonify(answer), 201 if created else 200

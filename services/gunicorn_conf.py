@@ -4,9 +4,6 @@ from typing import Any
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    import os
+    from cascade.metrics import mark_process_dead
 
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
+    mark_process_dead(worker.pid)

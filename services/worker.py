@@ -1,48 +1,50 @@
-"""Starting Celery workers and beat with Cascade's tasks (stage, feedback, maintenance)."""
+"""Starting Celery workers and beat with Cascade's tasks (stage, feedback, maintenance).
+
+This is where the tasks meet an app: importing ``cascade.tasks`` and ``feedback.tasks`` attaches
+their module-level tasks to every app the process configures (arrows point services →
+feedback → cascade, so ``cascade`` never names ``feedback``'s tasks).
+"""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from typing import Any
 
 from celery import Celery, signals
 
+import cascade.tasks  # noqa: F401  (the stage, callback and maintenance tasks attach to the app)
+import feedback.tasks  # noqa: F401  (the feedback tasks attach to the app)
 from cascade import metrics
+from cascade.celery_app import create_celery
 from cascade.config import Settings
-from cascade.tasks import REFRESH_GAUGES_TASK, REQUEUE_STALE_TASK, WorkerRuntime
+from cascade.queues import STAGE1, STAGE2
+from cascade.runtime import process_runtime
+from cascade.tasknames import (
+    CHECK_DRIFT_TASK,
+    CHECK_ERRORS_TASK,
+    REFRESH_GAUGES_TASK,
+    REQUEUE_STALE_TASK,
+    RETUNE_TASK,
+)
 
 log = logging.getLogger(__name__)
 
-# Task modules outside `cascade` (arrows point services → feedback → cascade).
-EXTRA_TASK_MODULES = ("feedback.tasks",)
 READY_MESSAGE = "cascade worker ready"
 
 
 def build_app(settings: Settings) -> Celery:
-    from cascade.celery_app import create_celery
-
+    """The app workers and beat run: configured from ``settings``, with every task."""
     app = create_celery(settings)
     app.set_default()
-    for module in EXTRA_TASK_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            log.warning("task module %s not found; its tasks are not available", module)
     return app
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
-        "retune": {
-            "task": "cascade.feedback.retune",
-            "schedule": float(settings.retune_interval_s),
-        },
-        "check-errors": {"task": "cascade.feedback.check_errors", "schedule": 300.0},
-        "check-drift": {"task": "cascade.feedback.check_drift", "schedule": 900.0},
+        "retune": {"task": RETUNE_TASK, "schedule": float(settings.retune_interval_s)},
+        "check-errors": {"task": CHECK_ERRORS_TASK, "schedule": 300.0},
+        "check-drift": {"task": CHECK_DRIFT_TASK, "schedule": 900.0},
         "requeue-stale": {
             "task": REQUEUE_STALE_TASK,
             "schedule": 60.0,
@@ -63,7 +65,6 @@ def run_worker(
     loglevel: str,
 ) -> None:
     app = build_app(settings)
-    runtime: WorkerRuntime = app.conf.cascade_runtime
     port = settings.metrics_port if metrics_port is None else metrics_port
     if port:
         metrics.start_metrics_server(port, addr="0.0.0.0")  # scraped from other hosts
@@ -74,9 +75,9 @@ def run_worker(
 
     @signals.worker_ready.connect(weak=False)
     def _warm(**_: Any) -> None:
-        for stage, queue in ((1, "stage1"), (2, "stage2")):
+        for stage, queue in ((1, STAGE1), (2, STAGE2)):
             if queue in queues:
-                runtime.runner(stage).warm_up()
+                process_runtime(app).runner(stage).warm_up()
         log.info("%s (queues: %s)", READY_MESSAGE, ",".join(queues))
 
     argv = ["worker", "-Q", ",".join(queues), "-P", pool, "-c", str(concurrency),

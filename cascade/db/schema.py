@@ -58,12 +58,20 @@ class Base(DeclarativeBase):
 
 
 class State(StrEnum):
+    """Where a submission is. Stage 1 runs straight from ``queued``; ``stage2`` means handed
+    on to the second stage."""
+
     QUEUED = "queued"
-    STAGE1 = "stage1"
     STAGE2 = "stage2"
     REVIEW = "review"
     DECIDED = "decided"
     ERROR = "error"
+
+
+# Not decided yet, and no human has it: the machines still owe these an answer.
+PENDING_STATES = (State.QUEUED, State.STAGE2)
+# Nothing more happens without a human (review) or ever (decided, error).
+FINAL_STATES = (State.DECIDED, State.REVIEW, State.ERROR)
 
 
 class ReviewReason(StrEnum):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -78,20 +76,3 @@ def upgrade(url: str, revision: str = "head") -> None:
 
     make_engine(url).dispose()  # creates the SQLite file's folder
     command.upgrade(alembic_config(url), revision)
-
-
-def wait_for_database(url: str, attempts: int = 30, delay_s: float = 1.0) -> None:
-    """Bounded retry while the database comes up (containers start in any order)."""
-    engine = make_engine(url)
-    try:
-        for attempt in range(1, attempts + 1):
-            try:
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-                return
-            except OperationalError:
-                if attempt == attempts:
-                    raise
-                time.sleep(delay_s)
-    finally:
-        engine.dispose()

@@ -7,8 +7,8 @@ from typing import cast
 
 from flask import current_app
 
-from cascade.context import Context
 from cascade.ratelimit import Backpressure, RateLimiter, redis_for
+from services.web import context
 
 _EXTENSION = "cascade_admission"
 
@@ -27,10 +27,6 @@ class Admission:
     def check_queue(self) -> None:
         if self.backpressure is not None:
             self.backpressure.check()
-
-
-def context() -> Context:
-    return cast(Context, current_app.extensions["cascade"])
 
 
 def admission() -> Admission:

@@ -15,7 +15,8 @@ from flask import g, request
 
 from cascade.apikeys import verify_key
 from cascade.errors import Unauthorized
-from services.api.admission import admission, context
+from services.api.admission import admission
+from services.web import context, db
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,16 +42,14 @@ def require_api_key(view: F) -> F:
         key = presented_key()
         if key is None:
             raise Unauthorized(MISSING_KEY)
-        ctx = context()
-        with ctx.sessions() as session:
-            row = verify_key(session, key)
-            if row is None:
-                raise Unauthorized("invalid or revoked API key")
-            g.tenant_id = row.tenant_id
-            g.api_key_id = row.id
-            g.rate_limit_per_minute = (
-                row.rate_limit_per_minute or ctx.settings.rate_limit_per_minute
-            )
+        row = verify_key(db(), key)
+        if row is None:
+            raise Unauthorized("invalid or revoked API key")
+        g.tenant_id = row.tenant_id
+        g.api_key_id = row.id
+        g.rate_limit_per_minute = (
+            row.rate_limit_per_minute or context().settings.rate_limit_per_minute
+        )
         admission().charge(g.api_key_id, limit=g.rate_limit_per_minute)
         return view(*args, **kwargs)
 

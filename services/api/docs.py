@@ -8,8 +8,8 @@ from flask import Response, jsonify
 from markupsafe import escape
 
 from services.api import bp
-from services.api.admission import context
 from services.api.openapi import openapi_document
+from services.web import context
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>

@@ -16,7 +16,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from cascade.celery_app import STAGE1_TASK
 from cascade.context import Context
 from cascade.db.schema import State, Submission
 from cascade.errors import (
@@ -30,9 +29,10 @@ from cascade.intake import Accepted, accept
 from cascade.metrics import CACHE_HITS, REJECTED, SUBMISSIONS
 from cascade.netguard import check_callback_url
 from services.api import bp
-from services.api.admission import admission, context
+from services.api.admission import admission
 from services.api.auth import require_api_key
 from services.api.bodies import Upload, UploadRequest, read_upload_request
+from services.web import context, db, dispatcher, rejected_response
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def detail_view(sub: Submission) -> dict[str, Any]:
     }
 
 
-def enqueue(ctx: Context, submission_id: str) -> None:
+def enqueue(submission_id: str) -> None:
     """Hand a committed submission to stage 1, or withdraw it and answer 503.
 
     A 2xx promises the image will be decided. When the broker cannot take the message (Redis
@@ -79,18 +79,18 @@ def enqueue(ctx: Context, submission_id: str) -> None:
     the delete fail too (database gone as well), the row stays and that sweep decides it.
     """
     try:
-        ctx.celery.send_task(STAGE1_TASK, args=[submission_id])
+        dispatcher().stage1(submission_id)
         return
     except Exception as exc:
         log.warning("could not enqueue submission %s: %s", submission_id, type(exc).__name__)
     try:
-        with ctx.sessions() as session:
-            session.execute(
-                delete(Submission).where(
-                    Submission.id == submission_id, Submission.state == State.QUEUED
-                )
+        session = db()
+        session.execute(
+            delete(Submission).where(
+                Submission.id == submission_id, Submission.state == State.QUEUED
             )
-            session.commit()
+        )
+        session.commit()
     except Exception:
         log.exception("could not withdraw submission %s; the stale sweep will requeue it",
                       submission_id)  # fmt: skip
@@ -109,23 +109,23 @@ def _accept_committed(
     look-ups and then collide on a unique constraint; the loser retries once and finds the
     winner's rows, so it answers as a replay instead of a 500.
     """
+    session = db()
     for attempt in (1, 2):
-        with ctx.sessions() as session:
-            try:
-                accepted = accept(
-                    ctx,
-                    session,
-                    tenant_id=g.tenant_id,
-                    data=item.data,
-                    idempotency_key=key,
-                    callback_url=callback,
-                )
-                session.commit()
-                return accepted
-            except IntegrityError:
-                session.rollback()
-                if attempt == 2:
-                    raise Conflict("a concurrent request collided with this one; retry") from None
+        try:
+            accepted = accept(
+                ctx,
+                session,
+                tenant_id=g.tenant_id,
+                data=item.data,
+                idempotency_key=key,
+                callback_url=callback,
+            )
+            session.commit()
+            return accepted
+        except IntegrityError:
+            session.rollback()
+            if attempt == 2:
+                raise Conflict("a concurrent request collided with this one; retry") from None
     raise AssertionError("unreachable")
 
 
@@ -137,7 +137,7 @@ def submit_one(ctx: Context, req: UploadRequest, index: int) -> tuple[dict[str, 
     accepted = _accept_committed(ctx, item, req.item_key(index), req.callback_url)
     sub = accepted.submission
     if accepted.created and not accepted.cached:
-        enqueue(ctx, sub.id)
+        enqueue(sub.id)
     if accepted.created:
         SUBMISSIONS.labels(tenant=str(g.tenant_id)).inc()
     if accepted.cached:
@@ -151,6 +151,7 @@ def _batch_item(ctx: Context, req: UploadRequest, index: int) -> dict[str, Any]:
     try:
         body, status, _ = submit_one(ctx, req, index)
     except CascadeError as exc:
+        db().rollback()  # nothing of a refused item may ride on the next item's commit
         REJECTED.labels(code=exc.code).inc()
         return head | {"status": exc.status, "error": {"code": exc.code, "message": exc.message}}
     return head | {"status": status} | body
@@ -181,12 +182,15 @@ def submit_images() -> tuple[Response, int]:
 def get_image(submission_id: str) -> Response:
     sub = None
     if len(submission_id) <= 36:
-        with context().sessions() as session:
-            sub = session.scalars(
+        sub = (
+            db()
+            .scalars(
                 select(Submission).where(
                     Submission.id == submission_id, Submission.tenant_id == g.tenant_id
                 )
-            ).first()
+            )
+            .first()
+        )
     if sub is None:  # another tenant's id reads exactly like a missing one
         raise NotFound(f"no submission {submission_id[:40]!r} for this API key's tenant")
     return jsonify(detail_view(sub))
@@ -194,12 +198,7 @@ def get_image(submission_id: str) -> Response:
 
 @bp.errorhandler(CascadeError)
 def _counted_error(exc: CascadeError) -> Response:
-    REJECTED.labels(code=exc.code).inc()
-    response = jsonify({"error": {"code": exc.code, "message": exc.message}})
-    response.status_code = exc.status
-    if exc.retry_after is not None:
-        response.headers["Retry-After"] = str(exc.retry_after)
-    return response
+    return rejected_response(exc)
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -214,4 +213,4 @@ def _body_too_large(exc: RequestEntityTooLarge) -> Response:
         )
     else:
         message = "a form field or the number of multipart parts is over the server's limits"
-    return _counted_error(PayloadTooLarge(message))
+    return rejected_response(PayloadTooLarge(message))

@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 document of the upload API, written by hand and kept next to the views.
+"""The OpenAPI 3.1 document of the upload API, written by hand and kept next to the views; its
+enums (states, decisions, deciders) come from the code's own enums.
 
 It is exact enough for schemathesis to fuzz the API from it (``tests/api/test_fuzz.py``); a view
 that changes its status codes or bodies must change this document too.
@@ -9,10 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from cascade.config import Settings
+from cascade.db.schema import State
+from cascade.policy import Decider, Outcome
 
 JSON = "application/json"
 RAW_MEDIA = ("application/octet-stream", "image/jpeg", "image/png", "image/gif", "image/webp")
-STATES = ["queued", "stage1", "stage2", "review", "decided", "error"]
+STATES = [s.value for s in State]
+DECISIONS = [o.value for o in Outcome]
+DECIDERS = [d.value for d in Decider]
 
 
 _ERROR_DETAIL = {
@@ -55,8 +60,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "properties": {
                 "id": {"type": "string"},
                 "state": {"type": "string", "enum": STATES},
-                "decision": {"type": "string", "enum": ["allow", "block"]},
-                "decided_by": {"type": "string"},
+                "decision": {"type": "string", "enum": DECISIONS},
+                "decided_by": {"type": "string", "enum": DECIDERS},
                 "links": {
                     "type": "object",
                     "required": ["self"],
@@ -69,8 +74,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "type": "object",
             "required": ["decision", "scores", "threshold_version", "timings"],
             "properties": {
-                "decision": _nullable("string", enum=["allow", "block", None]),
-                "decided_by": _nullable("string"),
+                "decision": _nullable("string", enum=[*DECISIONS, None]),
+                "decided_by": _nullable("string", enum=[*DECIDERS, None]),
                 "scores": {
                     "type": "object",
                     "properties": {"stage1": _nullable("number"), "stage2": _nullable("number")},

@@ -18,7 +18,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("services.cli.run", "demo", "Train or reuse demo models, run traffic, summarise."),
     "serve": ("services.cli.run", "serve", "Run the web app (API, review UI, dashboard)."),
     "worker": ("services.cli.run", "worker", "Run a Celery worker for some queues."),
-    "beat": ("services.cli.run", "beat", "Run the periodic scheduler (retune, ledger)."),
+    "beat": (
+        "services.cli.run",
+        "beat",
+        "Run the periodic scheduler (retune, checks, sweeps, gauges).",
+    ),
     "db": ("services.cli.admin", "db", "Database migrations."),
     "keys": ("services.cli.admin", "keys", "Create and revoke API keys."),
     "users": ("services.cli.users", "users", "Create and manage moderator accounts."),

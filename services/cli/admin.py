@@ -47,16 +47,13 @@ def keys_create(ctx: click.Context, tenant: str, rate_limit: int | None) -> None
     """Issue a key and print it once: only its hash is stored, it cannot be shown again."""
     from cascade.apikeys import create_key
     from cascade.context import Context
+    from cascade.db.session import session_scope
 
-    context = Context.from_settings(_settings(ctx))
     try:
-        with context.sessions() as session:
+        with Context.opened(_settings(ctx)) as context, session_scope(context.sessions) as session:
             issued = create_key(session, tenant_name=tenant, rate_limit_per_minute=rate_limit)
-            session.commit()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    finally:
-        context.close()
     click.echo(issued.key)
     click.echo(
         f"key {issued.prefix} for tenant {tenant!r}: store it now, it is not shown again",
@@ -71,12 +68,8 @@ def keys_list(ctx: click.Context) -> None:
     from cascade.apikeys import list_keys
     from cascade.context import Context
 
-    context = Context.from_settings(_settings(ctx))
-    try:
-        with context.sessions() as session:
-            rows = list_keys(session)
-    finally:
-        context.close()
+    with Context.opened(_settings(ctx)) as context, context.sessions() as session:
+        rows = list_keys(session)
     click.echo(f"{'PREFIX':<10} {'TENANT':<24} {'STATE':<8} {'LIMIT/MIN':>9}  CREATED")
     for row, tenant in rows:
         state = "active" if row.active else "revoked"
@@ -92,14 +85,10 @@ def keys_revoke(ctx: click.Context, prefix: str) -> None:
     """Revoke the key(s) with PREFIX (the part after ``csk_``); takes effect at once."""
     from cascade.apikeys import revoke_key
     from cascade.context import Context
+    from cascade.db.session import session_scope
 
-    context = Context.from_settings(_settings(ctx))
-    try:
-        with context.sessions() as session:
-            count = revoke_key(session, prefix=prefix)
-            session.commit()
-    finally:
-        context.close()
+    with Context.opened(_settings(ctx)) as context, session_scope(context.sessions) as session:
+        count = revoke_key(session, prefix=prefix)
     if count == 0:
         raise click.ClickException(f"no active key with prefix {prefix!r}")
     click.echo(f"revoked {count} key(s) with prefix {prefix}")

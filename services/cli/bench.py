@@ -1,4 +1,5 @@
-"""`cascade bench`: benchmarks that write a report (markdown + JSON + PNG plots)."""
+"""`cascade bench`: the benchmarks of ``services.bench``, each writing a report (markdown + JSON
++ PNG) through ``services.bench.report``."""
 
 from __future__ import annotations
 
@@ -7,25 +8,25 @@ import click
 from services.cli import LazyGroup
 
 BENCHES: dict[str, tuple[str, str, str]] = {
-    "all": ("services.cli.bench_all", "all_benches", "Every benchmark below, one report folder."),
+    "all": ("services.bench.all", "all_benches", "Every benchmark below, one report folder."),
     "engines": (
-        "services.cli.bench_engines",
+        "services.bench.engines",
         "engines",
         "Images/s per engine and precision at batch 1..256, accuracy per engine.",
     ),
     "e2e": (
-        "services.cli.bench_e2e",
+        "services.bench.e2e",
         "e2e",
         "HTTP upload to final decision through Redis and the workers: images/s, latency.",
     ),
     "cascade": (
-        "services.cli.bench_cascade",
+        "services.bench.cost_vs_miss",
         "cascade",
         "Cost per image vs miss rate: stage-1-only, stage-2-only, tuned cascade.",
     ),
-    "load": ("services.cli.bench_load", "load", "2x capacity for 60 s, a fault: held, p99, lost."),
+    "load": ("services.bench.load", "load", "2x capacity for 60 s, a fault: held, p99, lost."),
     "dashboard": (
-        "services.cli.bench_dashboard",
+        "services.bench.dashboard",
         "dashboard",
         "Dashboard data endpoints over 1,000,000 generated decisions.",
     ),

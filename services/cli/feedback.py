@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
@@ -35,18 +34,9 @@ def _default_by() -> str:
 BY = click.option("--by", default=_default_by, show_default="cli:$USER", help="Who is acting.")
 
 
-@contextmanager
-def _context() -> Iterator[Context]:
-    ctx = Context.from_settings()
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
 def _in_session(work: Callable[[Session], T]) -> T:
     """Run ``work`` in one transaction; our errors become clean CLI errors."""
-    with _context() as ctx:
+    with Context.opened() as ctx:
         try:
             with session_scope(ctx.sessions) as session:
                 return work(session)
@@ -117,7 +107,7 @@ def retune(
 ) -> None:
     """Find the cheapest thresholds whose miss rate is certified <= alpha on the audit sample,
     store them as a proposed set and print what they are expected to do."""
-    with _context() as ctx:
+    with Context.opened() as ctx:
         proposal = run_retune(ctx, by=by, reason=reason, auto_activate=activate, alpha=alpha,
                               delta=delta, tighten_only=tighten_only)  # fmt: skip
     p = proposal_as_dict(proposal)

@@ -12,7 +12,8 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from cascade import stats
 from cascade.db.schema import Role
 from cascade.errors import BadRequest
-from services.auth import context, csrf_token, current_user, require_role
+from services.auth import csrf_token, current_user, require_role
+from services.web import db
 
 bp = Blueprint(
     "dashboard",
@@ -64,16 +65,16 @@ def index() -> str:
 def api_cost() -> dict[str, Any]:
     """Cost per image (compute/human/error), images/s, shares, rates, spend summary."""
     window = window_from_request()
-    with context().sessions() as session:
-        data = stats.cost_and_volume(session, window=window, cache=slot_cache())
-        totals = data["totals"]
-        data["summary"] = stats.spend_summary(
-            session,
-            window=window,
-            dollars=sum(totals["dollars"].values()),
-            decided=totals["images"],
-        )
-        data["changes"] = stats.threshold_changes(session, start=window.start, end=window.end)
+    session = db()
+    data = stats.cost_and_volume(session, window=window, cache=slot_cache())
+    totals = data["totals"]
+    data["summary"] = stats.spend_summary(
+        session,
+        window=window,
+        dollars=sum(totals["dollars"].values()),
+        decided=totals["images"],
+    )
+    data["changes"] = stats.threshold_changes(session, start=window.start, end=window.end)
     return data
 
 
@@ -82,20 +83,21 @@ def api_cost() -> dict[str, Any]:
 def api_latency() -> dict[str, Any]:
     """Upload-to-decision latency p50/p95/p99 over time."""
     window = window_from_request()
-    with context().sessions() as session:
-        data = stats.latency(session, window=window, cache=slot_cache())
-        data["changes"] = stats.threshold_changes(session, start=window.start, end=window.end)
+    session = db()
+    data = stats.latency(session, window=window, cache=slot_cache())
+    data["changes"] = stats.threshold_changes(session, start=window.start, end=window.end)
     return data
 
 
 @bp.get("/api/queues")
 @require_role(Role.OPS)
 def api_queues() -> dict[str, Any]:
-    """Queue depths (from the gauges ``refresh_gauges`` sets) and the review backlog (DB)."""
+    """Queue depths (from the gauges ``cascade.maintenance.refresh_gauges`` sets) and the
+    review backlog (DB)."""
     from cascade.metrics import current_queue_depths
 
-    with context().sessions() as session:
-        backlog, oldest = stats.review_backlog(session)
+    session = db()
+    backlog, oldest = stats.review_backlog(session)
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else None
     return stats.queue_overview(current_queue_depths(), backlog, age)
 
@@ -104,8 +106,8 @@ def api_queues() -> dict[str, Any]:
 @require_role(Role.OPS)
 def api_thresholds() -> dict[str, Any]:
     """Recent threshold sets and the active version."""
-    with context().sessions() as session:
-        return {
-            "active": stats.active_threshold_version(session),
-            "sets": stats.threshold_sets(session),
-        }
+    session = db()
+    return {
+        "active": stats.active_threshold_version(session),
+        "sets": stats.threshold_sets(session),
+    }

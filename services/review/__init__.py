@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, render_template, request
 
 from cascade.errors import CascadeError
 from services.auth import csrf_protect
+from services.web import cascade_error_response
 
 bp = Blueprint(
     "review",
@@ -33,9 +34,7 @@ def wants_json() -> bool:
 @bp.errorhandler(CascadeError)
 def _review_error(exc: CascadeError) -> Any:
     if wants_json():
-        response = jsonify({"error": {"code": exc.code, "message": exc.message}})
-        response.status_code = exc.status
-        return response
+        return cascade_error_response(exc)
     return render_template("review/error.html", error=exc), exc.status
 
 

@@ -11,10 +11,12 @@ from sqlalchemy import select
 
 from cascade.db.schema import Label, ReviewItem, ReviewState, Role, User, utcnow
 from cascade.review import cohens_kappa, resolve_conflict
-from services.auth import context, current_user, require_role
+from services.auth import current_user, require_role
 from services.review import bp
 from services.review.images import image_url
 from services.review.stats import agreement_table, label_pairs, moderator_stats, queue_counts
+from services.review.views import send_due_callback
+from services.web import context, db
 
 log = logging.getLogger(__name__)
 
@@ -27,39 +29,39 @@ def admin() -> Any:
     user = current_user()
     assert user is not None
     now = utcnow()
-    with context().sessions() as db:
-        conflicts = db.scalars(
-            select(ReviewItem)
-            .where(ReviewItem.state == ReviewState.CONFLICT)
-            .order_by(ReviewItem.created_at)
-            .limit(50)
+    session = db()
+    conflicts = session.scalars(
+        select(ReviewItem)
+        .where(ReviewItem.state == ReviewState.CONFLICT)
+        .order_by(ReviewItem.created_at)
+        .limit(50)
+    ).all()
+    names = {uid: name for uid, name in session.execute(select(User.id, User.username))}
+    rows = []
+    for item in conflicts:
+        votes = session.scalars(
+            select(Label).where(Label.review_item_id == item.id).order_by(Label.created_at)
         ).all()
-        names = {uid: name for uid, name in db.execute(select(User.id, User.username))}
-        rows = []
-        for item in conflicts:
-            votes = db.scalars(
-                select(Label).where(Label.review_item_id == item.id).order_by(Label.created_at)
-            ).all()
-            rows.append(
-                {
-                    "item": item,
-                    "sub": item.submission,
-                    "votes": [(names.get(v.user_id, "?"), v) for v in votes],
-                    "mine": any(v.user_id == user.id for v in votes),
-                    "image_url": image_url(item.id, user.id),
-                }
-            )
-        pairs = label_pairs(db, now - timedelta(days=AGREEMENT_DAYS))
-        view = {
-            "rows": rows,
-            "counts": queue_counts(db, now),
-            "kappa": cohens_kappa([(p.label_a, p.label_b) for p in pairs]),
-            "n_pairs": len(pairs),
-            "table": agreement_table(db, pairs),
-            "days": AGREEMENT_DAYS,
-            "user": user,
-        }
-        return render_template("review/admin.html", **view)
+        rows.append(
+            {
+                "item": item,
+                "sub": item.submission,
+                "votes": [(names.get(v.user_id, "?"), v) for v in votes],
+                "mine": any(v.user_id == user.id for v in votes),
+                "image_url": image_url(item.id, user.id),
+            }
+        )
+    pairs = label_pairs(session, now - timedelta(days=AGREEMENT_DAYS))
+    view = {
+        "rows": rows,
+        "counts": queue_counts(session, now),
+        "kappa": cohens_kappa([(p.label_a, p.label_b) for p in pairs]),
+        "n_pairs": len(pairs),
+        "table": agreement_table(session, pairs),
+        "days": AGREEMENT_DAYS,
+        "user": user,
+    }
+    return render_template("review/admin.html", **view)
 
 
 @bp.post("/admin/conflict/<int:item_id>")
@@ -67,22 +69,16 @@ def admin() -> Any:
 def rule(item_id: int) -> Any:
     user = current_user()
     assert user is not None
-    ctx = context()
-    with ctx.sessions() as db:
-        outcome = resolve_conflict(
-            db,
-            item_id=item_id,
-            admin_id=user.id,
-            label=request.form.get("label", ""),
-            settings=ctx.settings,
-            note=request.form.get("note") or None,
-        )
-        db.commit()
-    if outcome.callback_due:
-        try:
-            ctx.send_callbacks([outcome.submission_id])
-        except Exception:
-            log.exception("could not enqueue the callback of %s", outcome.submission_id)
+    outcome = resolve_conflict(
+        db(),
+        item_id=item_id,
+        admin_id=user.id,
+        label=request.form.get("label", ""),
+        settings=context().settings,
+        note=request.form.get("note") or None,
+    )
+    db().commit()
+    send_due_callback(outcome)
     flash(f"Item {item_id} decided: {request.form.get('label')}.")
     return redirect(url_for("review.admin"))
 
@@ -92,6 +88,5 @@ def rule(item_id: int) -> Any:
 def stats() -> Any:
     user = current_user()
     assert user is not None
-    with context().sessions() as db:
-        mine = moderator_stats(db, user.id, utcnow())
+    mine = moderator_stats(db(), user.id, utcnow())
     return render_template("review/stats.html", stats=mine, user=user)

@@ -9,8 +9,9 @@ from flask import Response, abort, url_for
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from cascade.db.schema import Image, ReviewItem, Role
-from services.auth import context, current_user
+from services.auth import current_user
 from services.review import bp
+from services.web import context, db
 
 SALT = "cascade.review.image"
 MIMETYPES = {
@@ -71,13 +72,12 @@ def image(token: str) -> Any:
     data = read_image_token(ctx.settings.secret_key, token, ctx.settings.signed_url_ttl_s)
     if data is None or data["u"] != user.id:
         abort(403)
-    with ctx.sessions() as db:
-        item = db.get(ReviewItem, data["i"])
-        img = db.get(Image, item.submission.image_sha256) if item is not None else None
-        if img is None:
-            abort(404)
-        blob_key, fmt = img.blob_key, img.format.lower()
-    body = ctx.blobs.get(blob_key)
+    item = db().get(ReviewItem, data["i"])
+    img = db().get(Image, item.submission.image_sha256) if item is not None else None
+    if img is None:
+        abort(404)
+    body = ctx.blobs.get(img.blob_key)
+    fmt = img.format.lower()
     response = Response(body, mimetype=MIMETYPES.get(fmt, "application/octet-stream"))
     response.headers["Cache-Control"] = "private, no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from werkzeug.test import TestResponse
 from cascade.apikeys import IssuedKey
 from cascade.context import Context
 from cascade.db.schema import Submission
+from services.bench.hostile import png_claiming
 from tests.api.conftest import MAX_UPLOAD_BYTES
 
 pytestmark = pytest.mark.integration
@@ -29,19 +29,6 @@ def api_context(module_context: Context) -> Context:
 
 
 MakeImage = Callable[..., bytes]
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` but carries a few bytes of data."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return (
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
-    )
 
 
 def animated(fmt: str) -> bytes:

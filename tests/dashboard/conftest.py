@@ -9,7 +9,7 @@ import pytest
 from cascade.context import Context
 from cascade.db.schema import User
 from services.auth import hash_password
-from services.cli.bench_dashboard import Generated, generate, load
+from services.bench.dashboard_data import Generated, generate, load
 
 PASSWORD = "correct horse battery staple"
 

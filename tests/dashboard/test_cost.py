@@ -54,7 +54,7 @@ def test_window_slots_are_aligned_and_cover_the_span() -> None:
 
 
 def test_record_batch_prices_the_stage_device(context: Context) -> None:
-    settings = context.settings.model_copy(update={"stage2_device": "t4"})
+    settings = context.settings.model_copy(update={"stage2_billed_as": "t4"})
     with context.sessions() as session:
         d1 = record_batch(
             session, stage="stage1", size=32, device_seconds=36, settings=settings, at=T0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cascade.context import Context
-from services.cli.bench_dashboard import Generated
+from services.bench.dashboard_data import Generated
 from tests.dashboard.conftest import make_user
 
 JSON = {"Accept": "application/json"}

@@ -12,7 +12,9 @@ from cascade.policy import DEFAULT_THRESHOLDS
 from cascade.thresholds import load_active
 from feedback import rollout, store
 from feedback.costs import stage_costs
-from feedback.retune import check_errors, check_score_drift, retune
+from feedback.error_alerts import check_errors
+from feedback.retune import retune
+from feedback.score_alerts import check_score_drift
 from tests.feedback.factories import add_submissions
 from tests.feedback.populations import population
 

@@ -30,11 +30,11 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from cascade.apikeys import create_key
 from cascade.blobs import sha256_hex
-from cascade.celery_app import STAGE1_TASK
 from cascade.client import CascadeClient
 from cascade.config import Settings
 from cascade.context import Context
-from cascade.db.schema import ReviewItem, Submission
+from cascade.db.schema import FINAL_STATES, ReviewItem, Submission
+from cascade.dispatch import Dispatcher
 from cascade.errors import CascadeError
 from cascade.intake import accept
 from services.embedded import free_port
@@ -42,7 +42,7 @@ from services.grafana.dashboard import build_dashboard, expressions
 from services.stack import Stack
 from tests.integration import conftest as integration
 from tests.integration.conftest import png_bytes, wait_until
-from tests.integration.test_stage_workers import FINAL, activate
+from tests.integration.test_stage_workers import activate
 from tests.review.factories import PASSWORD, make_user
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -199,14 +199,14 @@ def _submit_broken_blob(ctx: Context, tenant_id: int, blobs: Path) -> str:
         session.commit()
         sid, key = sub.submission.id, sub.submission.image.blob_key
     (blobs / key).write_bytes(b"these bytes are no longer a PNG")
-    ctx.celery.send_task(STAGE1_TASK, args=[sid])
+    Dispatcher(ctx.settings).stage1(sid)
     return sid
 
 
 def _all_final(ctx: Context, ids: list[str]) -> bool:
     with ctx.sessions() as session:
         states = session.scalars(select(Submission.state).where(Submission.id.in_(ids))).all()
-    return len(states) == len(ids) and all(s in FINAL for s in states)
+    return len(states) == len(ids) and all(s in FINAL_STATES for s in states)
 
 
 def _counts(

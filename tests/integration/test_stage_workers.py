@@ -9,9 +9,9 @@ import random
 import pytest
 from sqlalchemy import func, select
 
-from cascade.celery_app import STAGE1_TASK
 from cascade.context import Context
 from cascade.db.schema import (
+    FINAL_STATES,
     BatchRecord,
     ReviewItem,
     State,
@@ -20,12 +20,11 @@ from cascade.db.schema import (
     ThresholdStatus,
     utcnow,
 )
+from cascade.dispatch import Dispatcher
 from cascade.intake import accept
 from tests.integration.conftest import png_bytes, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-FINAL = (State.DECIDED, State.REVIEW, State.ERROR)
 
 
 def activate(ctx: Context, version: int, t1_lo: float, t1_hi: float, t2_lo: float, t2_hi: float):
@@ -53,8 +52,9 @@ def submit(
                               rng=random.Random(seed), callback_url=callback_url)  # fmt: skip
             ids.append(accepted.submission.id)
         session.commit()
+    dispatcher = Dispatcher(ctx.settings)
     for sid in ids:
-        ctx.celery.send_task(STAGE1_TASK, args=[sid])
+        dispatcher.stage1(sid)
     return ids
 
 
@@ -66,7 +66,7 @@ def states(ctx: Context, ids: list[str]) -> dict[str, Submission]:
 
 def all_final(ctx: Context, ids: list[str]) -> bool:
     subs = states(ctx, ids)
-    return len(subs) == len(ids) and all(s.state in FINAL for s in subs.values())
+    return len(subs) == len(ids) and all(s.state in FINAL_STATES for s in subs.values())
 
 
 def test_every_image_gets_scored_routed_and_decided_in_batches(
@@ -160,7 +160,7 @@ def test_the_cascade_runs_on_rabbitmq_as_broker(stack_settings, make_stack, cont
 
 def _purge(ctx: Context) -> None:
     """Empty the shared RabbitMQ's queues: earlier runs may have left messages behind."""
-    with ctx.celery.connection_for_write() as conn:
+    with Dispatcher(ctx.settings).app.connection_for_write() as conn:
         for queue in ("stage1", "stage2", "callbacks", "maintenance"):
             with conn.channel() as channel, contextlib.suppress(Exception):
                 channel.queue_purge(queue)  # fails when the queue does not exist yet

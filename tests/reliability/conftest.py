@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from cascade.apikeys import create_key
 from cascade.context import Context
-from cascade.db.schema import State, Submission
+from cascade.db.schema import FINAL_STATES, Submission
 from services.embedded import start_redis
 from services.stack import Stack
 from tests.integration.conftest import (  # noqa: F401  (fixtures, re-exported for this folder)
@@ -31,8 +31,6 @@ from tests.integration.conftest import (  # noqa: F401  (fixtures, re-exported f
     tenant_id,
     tiny_models,
 )
-
-FINAL = (State.DECIDED, State.REVIEW, State.ERROR)
 
 
 @pytest.fixture
@@ -61,7 +59,7 @@ def final_states(ctx: Context, ids: list[str]) -> dict[str, Submission]:
 
 def all_final(ctx: Context, ids: list[str]) -> bool:
     subs = final_states(ctx, ids)
-    return len(subs) == len(ids) and all(s.state in FINAL for s in subs.values())
+    return len(subs) == len(ids) and all(s.state in FINAL_STATES for s in subs.values())
 
 
 def wait_all_final(ctx: Context, ids: list[str], timeout_s: float, what: str) -> None:
@@ -72,7 +70,7 @@ def wait_all_final(ctx: Context, ids: list[str], timeout_s: float, what: str) ->
             return
         time.sleep(0.3)
     subs = final_states(ctx, ids)
-    stuck = {i: (s.state, s.attempts, s.s1) for i, s in subs.items() if s.state not in FINAL}
+    stuck = {i: (s.state, s.attempts, s.s1) for i, s in subs.items() if s.state not in FINAL_STATES}
     missing = [i for i in ids if i not in subs]
     raise AssertionError(
         f"timed out after {timeout_s}s waiting for {what}: {len(stuck)} not final "

@@ -16,7 +16,7 @@ import requests
 
 from cascade.context import Context
 from cascade.ratelimit import redis_client
-from services.loadtest import png
+from services.bench.loadgen import png
 from tests.integration.test_stage_workers import activate
 from tests.reliability.conftest import wait_all_final
 

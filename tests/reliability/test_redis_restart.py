@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from cascade.celery_app import create_celery
 from cascade.context import Context
 from cascade.db.schema import State
-from cascade.tasks import REQUEUE_STALE_TASK
+from cascade.dispatch import Dispatcher
+from cascade.tasknames import REQUEUE_STALE_TASK
 from tests.integration.test_stage_workers import activate
 from tests.reliability.conftest import (
     Submitter,
@@ -60,10 +60,8 @@ def test_redis_restart_mid_run_loses_nothing_and_everyone_reconnects(
     # CASCADE_STALE_AFTER_S). It is sent here as beat would, with a shorter cutoff, so the test
     # need not run beat and wait for its next minute.
     if not _final_within(ctx, accepted, 45):
-        producer = create_celery(
-            settings.model_copy(update={"broker_url": stack.broker_url}), register_tasks=False
-        )
-        producer.send_task(REQUEUE_STALE_TASK, args=[20])
+        producer = Dispatcher(settings.model_copy(update={"broker_url": stack.broker_url}))
+        producer.send(REQUEUE_STALE_TASK, 20)
     wait_all_final(ctx, accepted, 120, "every accepted image final after restart")
     subs = final_states(ctx, accepted)
     assert all(s.state == State.DECIDED for s in subs.values()), {

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from feedback.benchmark import (
+from feedback.bound import miss_pvalues
+from feedback.costs import StageCosts
+from feedback.optimise import ThresholdGrid
+from services.bench.policies import (
     compare_policies,
     headline,
     single_stage_point,
     synthetic_scores,
     tune_single_stage,
 )
-from feedback.bound import miss_pvalues
-from feedback.costs import StageCosts
-from feedback.optimise import ThresholdGrid
 
 COSTS = StageCosts(stage1=1e-7, stage2=1.2e-6, human=0.05, miss=5.0, false_block=0.5)
 

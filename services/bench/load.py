@@ -3,25 +3,17 @@ middle; reports load held, p99 latency, faults survived, bad inputs tried and im
 
 from __future__ import annotations
 
-import importlib
-import json
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
 from cascade.config import get_settings
-
-
-def hostile_corpus_size() -> int | None:
-    """Cases in the hostile-upload corpus of ``tests/api`` (None when the tests are not here)."""
-    try:  # by name: the tests are not part of an installed package
-        corpus: Any = importlib.import_module("tests.api.test_hostile")
-    except ImportError:
-        return None
-    return len(corpus.REFUSED) + len(corpus.ACCEPTED) + len(corpus.MALFORMED_MULTIPART)
+from services.bench.hostile import send_corpus
+from services.bench.loadgen import LoadGenerator, LoadRun, run_load_test, summary
+from services.bench.report import figure, write_report
+from services.bench.throwaway import demo_model_dir, throwaway_stack
 
 
 @click.command("load")
@@ -47,58 +39,42 @@ def load(
     """Measure capacity (images/s decided), offer FACTOR x that for DURATION s on loopback with
     backpressure at MAX_QUEUE_DEPTH, SIGKILL the stage-1 worker half-way, then wait for every
     accepted image and check that the API accepts again. Fails if any accepted image is lost."""
-    from cascade.apikeys import create_key
-    from cascade.context import Context
     from cascade.ratelimit import redis_client
-    from services.loadtest import LoadGenerator, run_load_test
-    from services.stack import Stack
 
     base = get_settings()
-    if model_dir is None:
-        from models.demo import ensure_demo_models
+    model_dir = model_dir or demo_model_dir(base)
+    with throwaway_stack(
+        base,
+        model_dir=model_dir,
+        tenant="load",
+        max_queue_depth=max_queue_depth,
+        rate_limit_per_minute=10_000_000,  # this run is about backpressure
+        broker_visibility_timeout_s=20,  # the killed worker's messages come back
+    ) as bench:
+        stack = bench.stack
+        broker = redis_client(stack.broker_url)
+        worker = stack.child("worker-stage1-0")
 
-        ensure_demo_models(base.model_dir, base.var_dir / "data")
-        model_dir = base.model_dir
-    with tempfile.TemporaryDirectory(prefix="cascade-load-") as tmp:
-        settings = base.model_copy(
-            update={
-                "var_dir": Path(tmp),
-                "database_url": None,
-                "blob_url": None,
-                "broker_url": None,
-                "audit_rate": 0.0,
-                "model_dir": model_dir.resolve(),
-                "max_queue_depth": max_queue_depth,
-                "rate_limit_per_minute": 10_000_000,  # this run is about backpressure
-                "broker_visibility_timeout_s": 20,  # the killed worker's messages come back
-            }
+        def kill_stage1() -> None:
+            stack.kill(worker.name)
+            stack.respawn(worker.name, worker.args)
+
+        click.echo(f"measuring capacity, then {factor}x for {duration:g} s…")
+        run = run_load_test(
+            LoadGenerator(stack.url, bench.api_key, threads=threads),
+            bench.ctx,
+            lambda: int(broker.llen("stage1")),
+            duration_s=duration,
+            factor=factor,
+            fault=("SIGKILL of the stage-1 worker mid-run", kill_stage1),
         )
-        with Stack(settings, beat=False) as stack:
-            ctx = Context.from_settings(settings)
-            with ctx.sessions() as session:
-                key = create_key(session, tenant_name="load").key
-                session.commit()
-            broker = redis_client(stack.broker_url)
-            worker = stack.child("worker-stage1-0")
-
-            def kill_stage1() -> None:
-                stack.kill(worker.name)
-                stack.respawn(worker.name, worker.args)
-
-            click.echo(f"measuring capacity, then {factor}x for {duration:g} s…")
-            run = run_load_test(
-                LoadGenerator(stack.url, key, threads=threads),
-                ctx,
-                lambda: int(broker.llen("stage1")),
-                duration_s=duration,
-                factor=factor,
-                fault=("SIGKILL of the stage-1 worker mid-run", kill_stage1),
-            )
-            broker.close()
-            ctx.close()
-    result = summarise(run, settings.max_queue_depth, hostile_corpus_size())
+        broker.close()
+        click.echo("sending the hostile-upload corpus…")
+        hostile = send_corpus(stack.url, bench.api_key)
+    settings = bench.settings
+    result = summarise(run, settings.max_queue_depth, hostile)
     result["models"] = f"{settings.engine} engines from {model_dir}"
-    paths = write_report(result, run, out)
+    paths = report(result, run, out)
     click.echo(
         f"load held {result['load_held_per_s']:.1f} images/s (offered {result['offered_per_s']:.1f}"
         f"); p99 {result['upload_p99_ms']:.0f} ms upload, {result['decision_p99_s']:.1f} s to "
@@ -109,9 +85,7 @@ def load(
         raise click.ClickException("accepted images were lost or the API did not recover")
 
 
-def summarise(run: Any, max_depth: int, corpus: int | None) -> dict[str, Any]:
-    from services.loadtest import summary
-
+def summarise(run: LoadRun, max_depth: int, hostile: dict[str, int]) -> dict[str, Any]:
     overload = run.phase("overload")
     decided = [t for t in run.decided_at if 0 <= t <= overload.duration_s]
     return {
@@ -123,7 +97,8 @@ def summarise(run: Any, max_depth: int, corpus: int | None) -> dict[str, Any]:
         "max_queue_depth": max_depth,
         "peak_queue_depth": max((d for _, d in run.depth), default=0),
         "faults_survived": run.faults,
-        "bad_inputs_tried": corpus,
+        "bad_inputs_tried": hostile["tried"],
+        "bad_inputs_refused_cleanly": hostile["refused_cleanly"],
         "images_accepted": run.accepted,
         "images_lost": run.lost,
         "drain_s": round(run.drain_s, 1),
@@ -132,14 +107,8 @@ def summarise(run: Any, max_depth: int, corpus: int | None) -> dict[str, Any]:
     }
 
 
-def write_report(result: dict[str, Any], run: Any, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "load.json").write_text(json.dumps(result, indent=2))
+def report(result: dict[str, Any], run: LoadRun, out: Path) -> list[Path]:
+    """``load.md``, ``load.json`` (``result``) and ``load.png``."""
     overload = run.phase("overload")
     series = overload.per_second()
     seconds = [s for s, _, _ in series]
@@ -147,7 +116,7 @@ def write_report(result: dict[str, Any], run: Any, out: Path) -> list[Path]:
     for t in run.decided_at:
         if t >= 0:
             decided[int(t)] += 1
-    fig, (a, b) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    fig, (a, b) = figure(2, 1, figsize=(10, 6), sharex=True)
     a.plot(seconds, [x for _, x, _ in series], label="accepted (2xx)", color="#2a7")
     a.plot(seconds, [x for _, _, x in series], label="refused (429/503)", color="#c44")
     a.plot(range(len(decided)), decided, label="decided", color="#27a", linestyle="--")
@@ -159,16 +128,14 @@ def write_report(result: dict[str, Any], run: Any, out: Path) -> list[Path]:
     b.set_ylabel("stage-1 queue depth")
     b.set_xlabel("seconds into the overload phase")
     b.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(out / "load.png", dpi=110)
-    plt.close(fig)
-    (out / "load.md").write_text(_markdown(result))
-    return [out / "load.md", out / "load.json", out / "load.png"]
+    return write_report(out, "load", result, _markdown(result), fig)
 
 
 def _markdown(r: dict[str, Any]) -> str:
-    corpus = r["bad_inputs_tried"]
-    bad = f"{corpus} (hostile-upload corpus of tests/api)" if corpus else "tests/api not present"
+    bad = (
+        f"{r['bad_inputs_tried']} hostile uploads sent after the run, "
+        f"{r.get('bad_inputs_refused_cleanly', 'n/a')} refused with a 4xx JSON error"
+    )
     faults = ", ".join(r["faults_survived"]) or "none"
     rows = "\n".join(
         f"| {p['name']} | {p['offered_per_s']:g} | {p['offered']} | {p['accepted']} | "

@@ -1,4 +1,5 @@
-"""The cascade benchmark's pure core: cost per image against miss rate for three policies.
+"""The cascade benchmark's pure core (``cascade bench cascade``): cost per image against miss
+rate for three policies.
 
 - ``stage1+humans``: the screener alone; what it cannot settle goes to a human.
 - ``stage2+humans``: the expensive model on every image; the rest to a human.

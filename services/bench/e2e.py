@@ -7,20 +7,22 @@ product keeps after orchestration: HTTP, validation, storage, queueing, decoding
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 from sqlalchemy import select
-from tqdm import tqdm
 
-from cascade.config import Settings
+from cascade.config import Settings, get_settings
 from cascade.context import Context
-from cascade.db.schema import State, Submission
+from cascade.db.schema import PENDING_STATES, State, Submission
+from models.progress import progress
+from services.bench.report import figure, write_report
+from services.bench.throwaway import demo_model_dir, throwaway_stack
 
 
 @dataclass
@@ -80,14 +82,15 @@ def upload_all(url: str, key: str, images: list[bytes], clients: int) -> tuple[l
             return None
 
     with ThreadPoolExecutor(clients) as pool:
-        results = list(tqdm(pool.map(one, images), total=len(images), desc="upload", unit="img"))
+        results = list(
+            progress(pool.map(one, images), total=len(images), desc="upload", unit="img")
+        )
     ids = [r for r in results if r]
     return ids, len(results) - len(ids)
 
 
 def collect(ctx: Context, ids: list[str], timeout_s: float) -> list[Any]:
     deadline = time.monotonic() + timeout_s
-    pending = (State.QUEUED, State.STAGE1, State.STAGE2)
     while True:
         with ctx.sessions() as session:
             rows: list[Any] = []
@@ -97,7 +100,7 @@ def collect(ctx: Context, ids: list[str], timeout_s: float) -> list[Any]:
                            Submission.stage1_at, Submission.s2)
                     .where(Submission.id.in_(ids[i : i + 500]))
                 ).all()  # fmt: skip
-        if not any(r.state in pending for r in rows) or time.monotonic() > deadline:
+        if not any(r.state in PENDING_STATES for r in rows) or time.monotonic() > deadline:
             return rows
         time.sleep(0.25)
 
@@ -121,16 +124,10 @@ def summarise(rows: list[Any], refused: int, raw: float, settings: Settings) -> 
     )  # fmt: skip
 
 
-def write_report(result: E2EResult, rows: list[Any], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "e2e.json").write_text(json.dumps(asdict(result), indent=2))
+def report(result: E2EResult, rows: list[Any], out: Path) -> list[Path]:
+    """``e2e.md``, ``e2e.json`` (the fields of ``E2EResult``) and ``e2e.png``."""
     lat = [(r.decided_at - r.created_at).total_seconds() * 1000 for r in rows if r.decided_at]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a, b) = figure(1, 2, figsize=(11, 4))
     a.bar(["raw stage-1 engine", "end to end"],
           [result.raw_stage1_images_per_s, result.e2e_images_per_s], color=["#888", "#2a7"])  # fmt: skip
     a.set_ylabel("images / s")
@@ -141,11 +138,11 @@ def write_report(result: E2EResult, rows: list[Any], out: Path) -> list[Path]:
     b.set_xlabel("upload → automatic decision (ms)")
     b.set_title("latency")
     b.legend()
-    fig.tight_layout()
-    fig.savefig(out / "e2e.png", dpi=110)
-    plt.close(fig)
-    r = result
-    (out / "e2e.md").write_text(
+    return write_report(out, "e2e", asdict(result), _markdown(result), fig)
+
+
+def _markdown(r: E2EResult) -> str:
+    return (
         "# End-to-end benchmark\n\n"
         f"{r.images} images uploaded over HTTP ({r.refused} refused), stage-1 batch "
         f"{r.stage1_batch}; {r.stage2_share:.0%} reached stage 2.\n\n"
@@ -158,4 +155,29 @@ def write_report(result: E2EResult, rows: list[Any], out: Path) -> list[Path]:
         f"| decided / in review / errors | {r.decided} / {r.review} / {r.errors} |\n\n"
         "![e2e](e2e.png)\n"
     )
-    return [out / "e2e.md", out / "e2e.json", out / "e2e.png"]
+
+
+@click.command("e2e")
+@click.option("--images", "-n", type=int, default=1000, show_default=True)
+@click.option("--clients", type=int, default=8, show_default=True, help="Concurrent uploaders.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+def e2e(images: int, clients: int, out: Path, seed: int) -> None:
+    """N images from the HTTP API to final decision through Redis and the workers: images/s and
+    upload-to-decision latency p50/p95/p99, beside the raw stage-1 engine throughput measured in
+    the same run. Uses the demo models (trained on first use) and a throw-away database."""
+    base = get_settings()
+    model_dir = demo_model_dir(base)
+    click.echo("generating images…")
+    data = make_images(images, seed)
+    click.echo("measuring the raw stage-1 engine…")
+    raw = raw_engine_throughput(base.model_copy(update={"model_dir": model_dir.resolve()}), data)
+    click.echo(f"raw stage-1 engine: {raw:.1f} images/s; starting the stack…")
+    with throwaway_stack(base, model_dir=model_dir, tenant="bench") as run:
+        ids, refused = upload_all(run.stack.url, run.api_key, data, clients)
+        rows = collect(run.ctx, ids, timeout_s=600)
+    result = summarise(rows, refused, raw, run.settings)
+    paths = report(result, rows, out)
+    click.echo(f"end to end {result.e2e_images_per_s:.1f} images/s = {result.ratio:.2f}× raw; "
+               f"latency p50 {result.latency_p50_ms:.0f} ms, p99 {result.latency_p99_ms:.0f} ms")  # fmt: skip
+    click.echo("report: " + ", ".join(map(str, paths)))

@@ -8,7 +8,6 @@ otherwise from a synthetic score model (said so in the report).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,15 @@ import click
 import numpy as np
 
 from cascade.config import Settings, get_settings
-from feedback.benchmark import POLICIES, PolicyPoint, compare_policies, headline, synthetic_scores
 from feedback.costs import StageCosts, stage_costs
+from services.bench.policies import (
+    POLICIES,
+    PolicyPoint,
+    compare_policies,
+    headline,
+    synthetic_scores,
+)
+from services.bench.report import figure, write_report
 
 ALPHAS = tuple(float(a) for a in np.round(np.geomspace(0.001, 0.05, 13), 5))
 
@@ -51,10 +57,8 @@ def _source(settings: Settings, scores: str, model_dir: Path, data_dir: Path, ki
     have_models = all((model_dir / f"stage{s}").is_dir() for s in (1, 2))
     if scores == "models" or (scores == "auto" and have_models):
         s1, s2, y, secs = model_scores(model_dir, data_dir, kind, ("val", "test"))
-        prices = {
-            stage: secs[stage] * settings.device_price(device) / 3600.0
-            for stage, device in (("stage1", settings.stage1_device), ("stage2", settings.stage2_device))
-        }  # fmt: skip
+        prices = {stage: secs[stage] * settings.stage_price_per_hour(stage) / 3600.0
+                  for stage in ("stage1", "stage2")}  # fmt: skip
         what = (
             f"trained models in {model_dir} ({kind}), val+test splits of {data_dir} "
             f"({len(y)} images); measured s/image: stage 1 {secs['stage1']:.2e}, "
@@ -63,19 +67,14 @@ def _source(settings: Settings, scores: str, model_dir: Path, data_dir: Path, ki
         return s1, s2, y, stage_costs(settings, prices), what
     s1, s2, y = synthetic_scores(n, seed=seed)
     what = (
-        f"synthetic score model (feedback.benchmark.synthetic_scores, n={n}, prevalence 5%): "
+        f"synthetic score model (services.bench.policies.synthetic_scores, n={n}, prevalence 5%): "
         "no trained models found; run `cascade demo` first for real scores"
     )
     return s1, s2, y, stage_costs(settings), what
 
 
-def plot(points: list[PolicyPoint], alpha: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+def plot(points: list[PolicyPoint], alpha: float) -> Any:
+    fig, ax = figure(figsize=(7.5, 5))
     for policy, marker in zip(POLICIES, ("s", "^", "o"), strict=True):
         pts = sorted((p for p in points if p.policy == policy), key=lambda p: p.miss_rate)
         ax.plot([100 * p.miss_rate for p in pts], [p.operating_cost for p in pts],
@@ -90,9 +89,7 @@ def plot(points: list[PolicyPoint], alpha: float, path: Path) -> None:
     ax.set_title("Cost per image vs miss rate (each point tuned at one alpha)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -166,9 +163,6 @@ def cascade(out: Path, scores: str, model_dir: Path | None, data_dir: Path | Non
         "points": [p.as_dict() for p in points],
         "headline": headline(points, alpha),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cascade.json").write_text(json.dumps(result, indent=2))
-    (out / "cascade.md").write_text(markdown(result))
-    plot(points, alpha, out / "cascade.png")
+    paths = write_report(out, "cascade", result, markdown(result), plot(points, alpha), dpi=120)
     click.echo(markdown(result))
-    click.echo(f"wrote {out / 'cascade.md'}, {out / 'cascade.json'}, {out / 'cascade.png'}")
+    click.echo("wrote " + ", ".join(map(str, paths)))

@@ -1,15 +1,61 @@
-"""`cascade bench engines`: images/s per engine at batch 1..256 and accuracy per engine.
+"""`cascade bench engines`: images/s per engine and batch size, accuracy per engine on held-out
+data; ``engines.md``, ``engines.json`` and ``engines.png`` under ``--out``. Without trained
+models it builds the demo models first (minutes on a CPU, once). The measuring is
+``models.bench``.
 
-Writes ``engines.md``, ``engines.json`` and ``engines.png`` under ``--out``. Without trained
-models it builds the demo models first (minutes on a CPU, once).
+Throughput is measured on real held-out inputs (tiled to the batch size) after warm-up, as the
+best of a few timed rounds (the least disturbed by other processes on a shared machine). The
+report states the machine and thread settings, because the numbers mean nothing without them.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+
+from models.engines import ENGINE_KINDS
+from services.bench.report import figure, write_report
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    lines = ["# Engine benchmark", "", f"Command: `{result.get('command', '')}`", ""]
+    lines += [f"- {k}: {v}" for k, v in result["machine"].items()]
+    lines += ["", "## Summary", ""] + [f"- {line}" for line in result["summary"]]
+    for s in result["stages"]:
+        engines = {k: v for k, v in s["engines"].items() if "images_per_s" in v}
+        batches = next(iter(engines.values()))["images_per_s"].keys() if engines else []
+        lines += ["", f"## Stage {s['stage']} (test images: {s['n_test']})", ""]
+        lines += ["| engine | accuracy | " + " | ".join(f"b={b}" for b in batches) + " |"]
+        lines += ["|---|---|" + "---|" * len(batches)]
+        for kind, v in engines.items():
+            ips = " | ".join(f"{v['images_per_s'][b]:.0f}" for b in batches)
+            lines.append(f"| {kind} | {v['accuracy']:.4f} | {ips} |")
+        for kind, v in s["engines"].items():
+            if "skipped" in v:
+                lines.append(f"\n- {kind}: skipped — {v['skipped']}")
+    lines += ["", "Images/s: best of the timed rounds, after warm-up; higher is better.", ""]
+    return "\n".join(lines)
+
+
+def _plot(result: dict[str, Any]) -> Any:
+    stages = result["stages"]
+    fig, axes = figure(1, len(stages), figsize=(6 * len(stages), 4.5), squeeze=False)
+    for ax, s in zip(axes[0], stages, strict=True):
+        for kind, v in s["engines"].items():
+            if "images_per_s" in v:
+                b = [int(k) for k in v["images_per_s"]]
+                ax.plot(b, list(v["images_per_s"].values()), marker="o",
+                        label=f"{kind} (acc {v['accuracy']:.3f})")  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("images/s")
+        ax.set_title(f"stage {s['stage']}")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    return fig
 
 
 def _ints(text: str) -> list[int]:
@@ -37,7 +83,7 @@ def _ints(text: str) -> list[int]:
 @click.option("--stages", default="1,2", show_default=True, help="Comma-separated stages.")
 @click.option(
     "--kinds",
-    default="torch,onnx,onnx-int8,tensorrt",
+    default=",".join(ENGINE_KINDS),
     show_default=True,
     help="Engines; unavailable ones are reported as skipped.",
 )
@@ -79,7 +125,7 @@ def engines(
     """Throughput of torch eager FP32, ONNX Runtime FP32 and INT8 (and TensorRT where there is
     one) per batch size, and each engine's accuracy on the held-out synthetic test split."""
     from cascade.config import get_settings
-    from models.bench import bench_stage, machine_info, summarise, write_reports
+    from models.bench import bench_stage, machine_info, summarise
     from models.demo import ensure_demo_models
 
     settings = get_settings()
@@ -111,7 +157,7 @@ def engines(
         "stages": results,
         "summary": summarise(results),
     }
-    for path in write_reports(result, out):
+    for path in write_report(out, "engines", result, _markdown(result), _plot(result)):
         click.echo(f"wrote {path}")
     for line in result["summary"]:
         click.echo(line)

@@ -25,9 +25,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from cascade.context import Context
-from cascade.db.schema import State, Submission
-
-FINAL = (State.DECIDED, State.REVIEW, State.ERROR)
+from cascade.db.schema import FINAL_STATES, Submission
 
 
 @dataclass(frozen=True)
@@ -203,7 +201,7 @@ def count_final(ctx: Context, ids: list[str]) -> int:
                 session.scalar(
                     select(func.count())
                     .select_from(Submission)
-                    .where(Submission.id.in_(ids[i : i + 500]), Submission.state.in_(FINAL))
+                    .where(Submission.id.in_(ids[i : i + 500]), Submission.state.in_(FINAL_STATES))
                 )
                 or 0
             )
@@ -236,7 +234,7 @@ def decision_times(ctx: Context, ids: list[str]) -> list[tuple[float, float]]:
                     Submission.decided_at,
                     Submission.stage2_at,
                     Submission.stage1_at,
-                ).where(Submission.id.in_(ids[i : i + 500]), Submission.state.in_(FINAL))
+                ).where(Submission.id.in_(ids[i : i + 500]), Submission.state.in_(FINAL_STATES))
             )
             for created, *ends in rows:
                 end = next((t for t in ends if t is not None), None)

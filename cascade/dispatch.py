@@ -1,0 +1,100 @@
+"""The one way to send what follows a commit: stage hand-ons, decision callbacks, requeues.
+
+Everything is sent by task name (``cascade.tasknames``) after the database transaction that
+made it due has committed, so a worker never sees a row that is not there yet. One retry
+policy rides out a broker restart of several seconds. After a send has failed for good, the
+next sends try once without waiting for ``QUIET_S`` (a batch of follow-ups, or a batch
+upload, does not wait the whole policy again for every message); the first success ends that.
+
+Two ways to fail, chosen by the caller: ``send`` raises (the upload API withdraws the image and
+answers 503), ``send_after_commit`` logs and leaves the message to the stale sweep (the
+database says what is unfinished; a batch that committed must not fail).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from celery import Celery
+
+from cascade.celery_app import create_celery
+from cascade.config import Settings
+from cascade.tasknames import CALLBACK_TASK, REQUEUE_TASK, STAGE1_TASK, stage_task
+
+log = logging.getLogger(__name__)
+
+# About ten seconds of retries: 0 + 0.5 + 1 + 1 + ... (12 attempts after the first).
+RETRY_POLICY = {"max_retries": 12, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+QUIET_S = 10.0
+REQUEUE_DELAY_S = 5  # a failed batch waits this long before its images are sent again
+
+Send = tuple[str, tuple[Any, ...]]
+
+
+class Dispatcher:
+    """Sends tasks by name on a producer app (built from ``settings`` on first use, or given)."""
+
+    def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
+        if settings is None and app is None:
+            raise ValueError("Dispatcher needs the settings to build its app from, or an app")
+        self._settings = settings
+        self._app = app
+        self._impatient_until = 0.0
+
+    @property
+    def app(self) -> Celery:
+        if self._app is None:
+            assert self._settings is not None
+            self._app = create_celery(self._settings)
+        return self._app
+
+    def send(self, task: str, *args: Any, countdown: float | None = None) -> None:
+        """Publish ``task(*args)``; raises when the broker still refuses after the policy."""
+        patient = time.monotonic() >= self._impatient_until
+        try:
+            self.app.send_task(
+                task, args=list(args), countdown=countdown, retry=patient,
+                retry_policy=RETRY_POLICY,
+            )  # fmt: skip
+        except Exception:
+            self._impatient_until = time.monotonic() + QUIET_S
+            raise
+        self._impatient_until = 0.0
+
+    def send_after_commit(self, sends: Iterable[Send]) -> int:
+        """Send each of ``sends``; a failure is logged and left to the stale sweep. Returns how
+        many could not be sent."""
+        failed = 0
+        for task, args in sends:
+            try:
+                self.send(task, *args)
+            except Exception:
+                failed += 1
+                log.exception("could not enqueue %s%s; the stale sweep will", task, args)
+        return failed
+
+    def stage1(self, submission_id: str) -> None:
+        """Hand a committed upload to stage 1 (raises: the API refuses the upload instead)."""
+        self.send(STAGE1_TASK, submission_id)
+
+    def follow_up(self, *, stage2: Iterable[str] = (), callbacks: Iterable[str] = ()) -> int:
+        """After a commit: hand ``stage2`` on to stage 2 and send ``callbacks``."""
+        sends: list[Send] = [(stage_task(2), (sid,)) for sid in stage2]
+        sends += [(CALLBACK_TASK, (sid,)) for sid in callbacks]
+        return self.send_after_commit(sends)
+
+    def requeue(self, stage: int, ids: list[str], *, delayed: bool = False) -> int:
+        """Send ``ids`` to ``stage`` again: one by one, or (``delayed``) as one requeue task
+        that waits ``REQUEUE_DELAY_S`` first (a batch that failed on infrastructure)."""
+        if delayed:
+            try:
+                self.send(REQUEUE_TASK, stage, ids, countdown=REQUEUE_DELAY_S)
+                return 0
+            except Exception:
+                log.exception("could not requeue %d ids of stage %d; the stale sweep will",
+                              len(ids), stage)  # fmt: skip
+                return len(ids)
+        return self.send_after_commit((stage_task(stage), (sid,)) for sid in ids)

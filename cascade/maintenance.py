@@ -1,0 +1,92 @@
+"""Periodic upkeep that beat schedules: mirror state into gauges, sweep for stale work.
+
+Kept apart from ``cascade.metrics`` (which only defines and records metrics and imports
+nothing of ours) because these jobs read the database and talk to the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from cascade import metrics, queues
+from cascade.context import Context
+from cascade.db.schema import PENDING_STATES, State, Submission, utcnow
+from cascade.dispatch import Dispatcher
+from cascade.stats import active_threshold_version, review_backlog
+from cascade.tasknames import CALLBACK_TASK, stage_task
+
+log = logging.getLogger(__name__)
+
+
+class ListLengths(Protocol):
+    """What ``refresh_gauges`` needs of a broker client: Redis' ``LLEN`` (redis-py has it)."""
+
+    def llen(self, name: str) -> Any: ...
+
+
+def broker_lists(broker_url: str | None) -> ListLengths | None:
+    """A Redis client on the broker (queues are Redis lists), or None for other brokers."""
+    url = str(broker_url or "")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    import redis
+
+    client: ListLengths = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return client
+
+
+def refresh_gauges(context: Context, broker_client: ListLengths | None) -> dict[str, Any]:
+    """Set the gauges that mirror state (queue depths, review backlog and age, the active
+    threshold version) and return what was set.
+
+    Called periodically by the maintenance worker and at scrape time by the web app. Queue
+    depth is Redis ``LLEN`` of each queue in ``cascade.queues`` (Celery's Redis transport keeps
+    a queue in a list of the same name); with no broker client the queue gauges are left alone.
+    """
+    depths: dict[str, int] = {}
+    if broker_client is not None:
+        for name in queues.ALL:
+            depths[name] = int(broker_client.llen(name) or 0)
+    with context.sessions() as session:
+        backlog, oldest = review_backlog(session)
+        version = active_threshold_version(session)
+    age = max(0.0, (utcnow() - oldest).total_seconds()) if oldest is not None else 0.0
+    metrics.set_state_gauges(depths, backlog, age, version)
+    return {
+        "queues": depths,
+        "review_backlog": backlog,
+        "review_oldest_age_s": age,
+        "threshold_version": version,
+    }
+
+
+def requeue_stale(context: Context, dispatcher: Dispatcher, older_than_s: int) -> int:
+    """Re-enqueue what a lost message left behind: undecided submissions and decisions whose
+    callback was never delivered. Everything downstream is idempotent, so a duplicate is
+    harmless; the age cut-off keeps the sweep away from work still in the queues."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    with context.sessions() as session:
+        rows = session.execute(
+            select(Submission.id, Submission.state).where(
+                Submission.state.in_(PENDING_STATES), Submission.created_at < cutoff
+            )
+        ).all()
+        undelivered = session.scalars(
+            select(Submission.id).where(
+                Submission.state == State.DECIDED,
+                Submission.callback_url.is_not(None),
+                Submission.callback_sent_at.is_(None),
+                Submission.decided_at < cutoff,
+            )
+        ).all()
+    sends = [(stage_task(2 if state == State.STAGE2 else 1), (sid,)) for sid, state in rows]
+    sends += [(CALLBACK_TASK, (sid,)) for sid in undelivered]
+    dispatcher.send_after_commit(sends)
+    if sends:
+        log.warning("requeued %d stale submissions, %d undelivered callbacks",
+                    len(rows), len(undelivered))  # fmt: skip
+    return len(sends)

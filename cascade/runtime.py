@@ -1,0 +1,83 @@
+"""What a worker process holds: its context, threshold cache, one runner per stage, a dispatcher.
+
+One ``WorkerRuntime`` per process, made on first use in the process that uses it — never
+before a fork (a prefork child would inherit database connections, and CUDA cannot start
+before a fork) — and made again should the process turn out to be a forked child.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from celery import Celery
+
+from cascade.config import Settings
+from cascade.context import Context
+from cascade.dispatch import Dispatcher
+from cascade.pipeline import StageRunner
+from cascade.thresholds import ThresholdCache
+
+log = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    """Per-process state of a worker; everything is created lazily."""
+
+    def __init__(self, settings: Settings, app: Celery) -> None:
+        self.settings = settings
+        self.dispatcher = Dispatcher(app=app)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._ctx: Context | None = None
+        self._thresholds: ThresholdCache | None = None
+        self._runners: dict[int, StageRunner] = {}
+
+    @property
+    def ctx(self) -> Context:
+        if self._ctx is None:
+            self._ctx = Context.from_settings(self.settings)
+        return self._ctx
+
+    @property
+    def thresholds(self) -> ThresholdCache:
+        if self._thresholds is None:
+            self._thresholds = ThresholdCache(self.ctx.sessions, self.settings.threshold_refresh_s)
+        return self._thresholds
+
+    def runner(self, stage: int) -> StageRunner:
+        """The stage's runner; its engine loads on first use (``warm_up`` loads it now)."""
+        if stage not in self._runners:
+            self._runners[stage] = StageRunner(
+                stage, self.ctx, lambda: self._load_engine(stage), self.thresholds,
+                worker=self.worker,
+            )  # fmt: skip
+        return self._runners[stage]
+
+    def _load_engine(self, stage: int) -> Any:
+        from models.engines import load_engine
+
+        device = "cuda" if self.settings.engine == "tensorrt" else "cpu"
+        path = self.settings.model_dir / f"stage{stage}"
+        log.info("loading %s engine for stage %d from %s", self.settings.engine, stage, path)
+        return load_engine(path, kind=self.settings.engine, device=device)
+
+
+_runtime: tuple[int, WorkerRuntime] | None = None
+
+
+def settings_of(app: Celery) -> Settings:
+    """The Settings ``cascade.celery_app.create_celery`` built ``app`` from."""
+    settings = app.conf.get("cascade_settings")
+    if not isinstance(settings, Settings):
+        raise RuntimeError("this Celery app was not made by cascade.celery_app.create_celery")
+    return settings
+
+
+def process_runtime(app: Celery) -> WorkerRuntime:
+    """This process's runtime (made now if this process has none yet)."""
+    global _runtime
+    if _runtime is None or _runtime[0] != os.getpid():
+        _runtime = (os.getpid(), WorkerRuntime(settings_of(app), app))
+    return _runtime[1]
