@@ -1,4 +1,4 @@
-# The periodic scheduler (threshold retune, ledger upkeep). Exactly one: two beats would
+# The periodic scheduler (threshold retune, error and drift checks, stale sweep, gauges). Exactly one: two beats would
 # schedule every job twice, hence replicas = 1 and Recreate.
 resource "kubernetes_deployment_v1" "beat" {
   #checkov:skip=CKV_K8S_35:Cascade reads settings only from CASCADE_* environment variables (pydantic-settings); the values come from a Secret synced from Secrets Manager, never from the manifest.

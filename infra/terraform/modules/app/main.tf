@@ -69,8 +69,8 @@ locals {
     CASCADE_ENV           = "production"
     CASCADE_BLOB_URL      = var.blob_url
     CASCADE_PUBLIC_URL    = var.public_url
-    CASCADE_STAGE1_DEVICE = var.stage1_device
-    CASCADE_STAGE2_DEVICE = var.stage2_device
+    CASCADE_STAGE1_BILLED_AS = var.stage1_device
+    CASCADE_STAGE2_BILLED_AS = var.stage2_device
     CASCADE_METRICS_PORT  = tostring(local.metrics_port)
     CASCADE_VAR_DIR       = "/var/cascade"
   }

@@ -75,12 +75,12 @@ variable "public_url" {
 
 variable "stage1_device" {
   type        = string
-  description = "CASCADE_STAGE1_DEVICE: device type of the stage-1 pool, a key of Settings.device_prices_per_hour."
+  description = "Device type of the stage-1 pool; the pods are billed as it (CASCADE_STAGE1_BILLED_AS, a key of Settings.device_prices_per_hour)."
 }
 
 variable "stage2_device" {
   type        = string
-  description = "CASCADE_STAGE2_DEVICE: device type of the stage-2 pool, a key of Settings.device_prices_per_hour."
+  description = "Device type of the stage-2 pool; the pods are billed as it (CASCADE_STAGE2_BILLED_AS, a key of Settings.device_prices_per_hour)."
 }
 
 variable "api" {
