@@ -27,7 +27,7 @@ from models.artifact import ONNX, StageMeta, read_meta, stage_dir, write_meta
 from models.errors import ModelImportError
 from models.external import ImportSpec, sha256_of
 from models.import_calibration import calibrate
-from models.onnx_wrap import wrap
+from models.onnx_wrap import check_source, wrap
 from models.samples import Sample
 
 BATCH_TOLERANCE = 1e-5
@@ -52,6 +52,7 @@ def import_onnx(
         original = onnx.load(str(source))
     except Exception as exc:  # protobuf raises several types on a non-ONNX file
         raise ModelImportError(f"{source} is not an ONNX model: {exc}") from exc
+    check_source(original, spec)
     width = output_width(original, spec)
     record = {
         "kind": "onnx",

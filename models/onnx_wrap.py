@@ -81,6 +81,13 @@ def wrap(
     return _assemble(src, g, pre_nodes, spec.input.size, source.graph.name)
 
 
+def check_source(model: onnx.ModelProto, spec: ImportSpec) -> None:
+    """Refuse, with the option to change, a graph the spec cannot feed: run before anything
+    executes it, so the message names the fix instead of an ONNX Runtime shape error."""
+    _default_opset(model)
+    _check_input(_single_input(model, prefix=""), spec)
+
+
 def _default_opset(model: onnx.ModelProto) -> int:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < _MIN_OPSET:
@@ -91,13 +98,13 @@ def _default_opset(model: onnx.ModelProto) -> int:
     return opset
 
 
-def _single_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
+def _single_input(model: onnx.ModelProto, prefix: str = PREFIX) -> onnx.ValueInfoProto:
     weights = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in weights]
     if len(inputs) != 1:
         raise ModelImportError(
             f"an image classifier has one input; this graph has {len(inputs)}: "
-            f"{[i.name[len(PREFIX) :] for i in inputs]}"
+            f"{[i.name[len(prefix) :] for i in inputs]}"
         )
     return inputs[0]
 
