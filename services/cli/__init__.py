@@ -13,6 +13,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("services.cli.ml", "data", "Generate the synthetic moderation data set."),
     "train": ("services.cli.ml", "train", "Train a stage model on an image folder."),
     "export": ("services.cli.ml", "export", "Export a trained stage: ONNX, INT8, TensorRT."),
+    "models": ("services.cli.stages", "models_group", "Import an external classifier as a stage."),
+    "distill": (
+        "services.cli.stages",
+        "distill",
+        "Train a stage-1 screener from a stage-2 teacher's scores, no labels needed.",
+    ),
     "bench": ("services.cli.bench", "bench", "Benchmarks that write reports with plots."),
     "up": ("services.cli.run", "up", "Start the whole stack on this machine."),
     "demo": ("services.cli.run", "demo", "Train or reuse demo models, run traffic, summarise."),

@@ -24,6 +24,11 @@ BENCHES: dict[str, tuple[str, str, str]] = {
         "cascade",
         "Cost per image vs miss rate: stage-1-only, stage-2-only, tuned cascade.",
     ),
+    "peers": (
+        "services.bench.peers",
+        "peers",
+        "open_nsfw vs the default screener on real photographs; a cascade's projected saving.",
+    ),
     "load": ("services.bench.load", "load", "2x capacity for 60 s, a fault: held, p99, lost."),
     "dashboard": (
         "services.bench.dashboard",
