@@ -146,16 +146,25 @@ def _markdown(result: dict[str, Any]) -> str:
 
 
 def _plot(result: dict[str, Any]) -> Any:
+    """Measured throughputs; the projected ratio as a function of the stage-1 decided share
+    (a line, since the share is the one input not measured here), with the share from
+    ``cascade bench cascade`` marked when there is one."""
     fig, (left, right) = figure(1, 2, figsize=(10, 4))
-    left.bar(["open_nsfw", SCREENER], [result["peer_images_per_s"], result["screener_images_per_s"]],
-             color=["#b55", "#58b"])  # fmt: skip
+    peer, screener = result["peer_images_per_s"], result["screener_images_per_s"]
+    left.bar(["open_nsfw", SCREENER], [peer, screener], color=["#b55", "#58b"])
     left.set_ylabel("images/s (measured)")
-    left.set_title("throughput, same photographs, same engine")
-    if result["cascade_compute_ratio"] is not None:
-        right.bar(["open_nsfw on all", "cascade (projected)"], [1.0, result["cascade_compute_ratio"]],
-                  color=["#b55", "#8a8"])  # fmt: skip
-    right.set_ylabel("compute per image, relative")
-    right.set_title(f"stage-1 share {result['stage1_decided_share']}")
+    left.set_title("throughput: same photographs, same engine")
+    shares = [i / 100 for i in range(101)]
+    right.plot(shares, [projected_compute_ratio(peer, screener, x) for x in shares], color="#8a8")
+    right.axhline(1.0, color="#b55", linestyle="--", label="open_nsfw on every image")
+    share = result["stage1_decided_share"]
+    if share is not None:
+        right.plot([share], [result["cascade_compute_ratio"]], "ko",
+                   label=f"stage-1 share {share:.2f} ({result['stage1_decided_share_source']})")  # fmt: skip
+    right.set_xlabel("stage-1 decided share")
+    right.set_ylabel("cascade compute / open_nsfw compute")
+    right.set_title("projected")
+    right.legend()
     return fig
 
 
