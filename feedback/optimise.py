@@ -1,117 +1,70 @@
-"""Learn-then-Test: the cheapest threshold set whose miss rate is certified to be <= alpha.
+"""The cheapest threshold set whose miss rate (and, optionally, false-block rate) is certified.
 
-The guarantee (Angelopoulos et al. 2021, "Learn then Test"): with probability at least
-``1 - delta`` over the draw of the audit sample, *every* set the procedure certifies has a true
-miss rate <= alpha — so the cheapest of them does too, however it was picked.
+The guarantee: with probability at least ``1 - delta`` over the draw of the audit sample,
+*every* set the procedure certifies has a true miss rate <= ``alpha`` (and false-block rate
+<= ``beta`` when asked) on traffic like the audit window's — so the cheapest of them does too,
+however it was picked. How (details and the proof in :mod:`feedback.ltt`):
 
-How, concretely:
+1. **Candidates** come from a fixed grid (:class:`feedback.tables.ThresholdGrid`), with
+   ``t_lo <= t_hi`` at both stages and allow thresholds only up to ``max_allow``.
+2. **Envelopes**: misses depend only on the allow pair ``(t1_lo, t2_lo)``, false blocks only on
+   the block pair ``(t1_hi, t2_hi)`` (:mod:`feedback.tables`), so each risk is tested on pairs
+   and a certificate covers every completion of the pair.
+3. **Learn then test**: an ordering sample (a random ``order_share`` of the audit sample, or a
+   previous, non-overlapping audit window passed as ``order_sample``) puts the pairs into one
+   sequence from safest to cheapest; the rest of the sample tests along it with exact binomial
+   p-values at the full level (no Bonferroni over the grid).
+4. **Cost** (expected $/image, :mod:`feedback.estimate`) is then minimised on *all* the audit
+   data over every certified allow pair and block pair, optionally under a cap on human reviews
+   per hour (a point-estimate constraint: the guarantees are on the two error rates).
 
-1. **Candidates** come from a fixed grid of values (chosen before seeing data), with
-   ``t_lo <= t_hi`` at both stages and allow thresholds only up to ``max_allow`` (0.5: the cascade
-   never allows automatically what a stage thinks more likely harmful than not).
-2. **Which misses a set can make** depends only on the allow thresholds: an image is allowed at
-   stage 1 when ``s1 < t1_lo``, and *at most* those with ``s2 < t2_lo`` among the rest are allowed
-   at stage 2 (the block thresholds can only take images away from "allow"). We test this
-   envelope for each pair ``(t1_lo, t2_lo)``, so a certificate holds for every choice of
-   ``t1_hi, t2_hi`` — those are then free to minimise cost.
-3. **p-values**: exact binomial tail of the envelope miss count for H0 "miss rate >= alpha", on
-   the equal-probability thinning of the sample (:func:`feedback.sample.equal_probability_subsample`).
-4. **Family-wise error**: one path per ``t2_lo`` value, ordered by ``t1_lo`` from 0 (safest) up
-   (cheapest: stage 1 settles more). Fixed-sequence testing along each path, stopping at the
-   first p-value above the level, Bonferroni across the paths (level ``delta / #paths``). Each
-   path errs with probability <= delta/#paths, so some path errs with probability <= delta.
-5. **Cost** (expected $/image, see :mod:`feedback.estimate`) is minimised over every certified
-   pair and every block-threshold pair, optionally under a cap on human reviews per hour (a
-   point-estimate constraint: the statistical guarantee is on misses only). The cap can always
-   be met: ``t2_lo = t2_hi`` sends nobody to a human (at the price of more false blocks).
-
-Nothing certifiable → :data:`FALLBACK`, flagged; never a guess.
+Nothing certifiable → a **fallback**: it allows nothing automatically (miss rate zero by
+construction, no test needed) and blocks by the thresholds that cost least (certified ones when
+a false-block bound is asked); flagged, with the audit size that would certify.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-import numpy.typing as npt
 from scipy import stats
 
 from cascade.policy import DEFAULT_THRESHOLDS, ThresholdSet
-from feedback.bound import miss_pvalues
+from feedback import ltt
 from feedback.costs import StageCosts
 from feedback.estimate import Estimate, estimate
-from feedback.sample import AuditSample, FloatArray, equal_probability_subsample
+from feedback.risk import AuditNeed, audit_need, rate_interval, split_budget
+from feedback.sample import AuditSample, equal_probability_subsample
+from feedback.tables import (
+    BoolArray,
+    CellTables,
+    ThresholdGrid,
+    cost_per_allow_pair,
+    cost_per_block_pair,
+    false_block_envelope,
+    miss_envelope,
+    search,
+)
 
-# Allows nothing automatically (no score is below 0), so its miss rate is zero by construction;
-# blocks keep the hand-set defaults; everything else goes to a human.
+__all__ = ["FALLBACK", "Optimum", "ThresholdGrid", "cheapest", "optimise"]
+
+# Used only when there is no audit data at all: allows nothing automatically (no score is
+# below 0), so its miss rate is zero by construction; blocks keep the hand-set defaults.
 FALLBACK = ThresholdSet(
     t1_lo=0.0, t1_hi=DEFAULT_THRESHOLDS.t1_hi, t2_lo=0.0, t2_hi=DEFAULT_THRESHOLDS.t2_hi
 )
-
-
-@dataclass(frozen=True, eq=False)
-class ThresholdGrid:
-    """Sorted candidate threshold values (0 and 1 included), shared by both stages."""
-
-    values: FloatArray
-    max_allow: float = 0.5
-
-    @classmethod
-    def default(cls, per_side: int = 16, max_allow: float = 0.5) -> ThresholdGrid:
-        """Geometrically fine near 0 and 1, where thresholds of a good screener live."""
-        tail = np.geomspace(1e-3, 0.5, per_side)
-        return cls(np.unique(np.concatenate([[0.0], tail, 1.0 - tail, [1.0]])), max_allow)
-
-    def __post_init__(self) -> None:
-        v = self.values
-        if v[0] != 0.0 or v[-1] != 1.0 or np.any(np.diff(v) <= 0):
-            raise ValueError("grid values must increase strictly from 0.0 to 1.0")
-
-    @property
-    def n_lo(self) -> int:
-        """Allow thresholds are the first ``n_lo`` values."""
-        return int(np.searchsorted(self.values, self.max_allow, side="right"))
-
-    def bins(self, scores: FloatArray) -> npt.NDArray[np.intp]:
-        """Cell of each score: ``values[c] <= s < values[c+1]``, so ``s < values[t]`` iff ``c < t``."""
-        cells = np.searchsorted(self.values, scores, side="right") - 1
-        return np.clip(cells, 0, len(self.values) - 1)
-
-
-@dataclass(frozen=True, eq=False)
-class Certification:
-    """Which ``(t1_lo, t2_lo)`` index pairs are certified, and their miss-rate bounds."""
-
-    certified: npt.NDArray[np.bool_]
-    bound: FloatArray
-    level: float
-    n: int
-
-
-def certify(
-    sample: AuditSample, grid: ThresholdGrid, alpha: float, delta: float, seed: int = 0
-) -> Certification:
-    """Fixed-sequence tests along ``t1_lo`` per ``t2_lo`` path, Bonferroni across paths."""
-    thin = equal_probability_subsample(sample, seed)
-    n, n_lo, size = thin.n, grid.n_lo, len(grid.values)
-    harmful = thin.label == 1
-    counts = np.zeros((size, size))
-    np.add.at(counts, (grid.bins(thin.s1[harmful]), grid.bins(thin.s2[harmful])), 1.0)
-    # suffix[i, k]: harmful images with s1 >= values[i] and s2 >= values[k]: never allowed.
-    suffix = counts[::-1, ::-1].cumsum(0).cumsum(1)[::-1, ::-1]
-    envelope = np.rint(harmful.sum() - suffix[:n_lo, :n_lo]).astype(np.int64)
-    level = delta / n_lo
-    passed = miss_pvalues(envelope, n, alpha) <= level
-    certified = np.logical_and.accumulate(passed, axis=0)
-    bound = np.where(
-        envelope < n, stats.beta.ppf(1.0 - level, envelope + 1, np.maximum(n - envelope, 1)), 1.0
-    )
-    return Certification(certified & (n > 0), np.asarray(bound, dtype=np.float64), level, n)
+ORDER_SHARE = 0.3
 
 
 @dataclass(frozen=True)
 class Optimum:
-    """The chosen set, what it is expected to do, and how much to trust that."""
+    """The chosen set, what it is expected to do, and how much to trust that.
+
+    ``miss_rate_bound`` is the one-sided exact bound of the chosen set's own count on the
+    testing sample at the miss level (what it would pass at alone); the guarantee is
+    ``alpha``. Intervals are two-sided at ``1 - delta`` on all the audit data, per set.
+    """
 
     thresholds: ThresholdSet
     estimate: Estimate | None
@@ -125,101 +78,103 @@ class Optimum:
     n_bound_samples: int
     n_certified: int
     note: str
-
-
-@dataclass(frozen=True, eq=False)
-class _Tables:
-    """Normalised weight sums as prefix tables: ``y[a, k] = Σ w·label`` over images with s1-cell
-    < a and s2-cell < k (``n`` for label 0, ``one`` for all); column ``K`` means every s2."""
-
-    y: FloatArray
-    n: FloatArray
-    one: FloatArray
-
-
-def _tables(sample: AuditSample, grid: ThresholdGrid) -> _Tables:
-    size = len(grid.values)
-    cells = (grid.bins(sample.s1), grid.bins(sample.s2))
-    total = float(sample.population) if sample.population else float(sample.weights.sum())
-    w = sample.weights / total
-
-    def prefix(values: FloatArray) -> FloatArray:
-        m = np.zeros((size, size))
-        np.add.at(m, cells, values)
-        out = np.zeros((size + 1, size + 1))
-        out[1:, 1:] = m.cumsum(0).cumsum(1)
-        return out
-
-    return _Tables(prefix(w * sample.label), prefix(w * (1 - sample.label)), prefix(w))
-
-
-def _surfaces(t: _Tables, i: int, costs: StageCosts, n_lo: int) -> tuple[FloatArray, FloatArray]:
-    """Cost and human share over ``(t1_hi, t2_lo, t2_hi)`` indices for ``t1_lo`` index ``i``."""
-    size = t.y.shape[0] - 1
-    ry, rn, r1 = t.y[:size, size], t.n[:size, size], t.one[:size, size]  # s1-cell < a, any s2
-    low = costs.miss * t.y[:size, :n_lo] - costs.human * t.one[:size, :n_lo]
-    high = costs.false_block * (rn[:, None] - t.n[:size, :size]) - costs.human * (
-        r1[:, None] - t.one[:size, :size]
-    )
-    band = r1 - r1[i]  # weight with values[i] <= s1 < values[j]
-    cost = (
-        costs.stage1 * t.one[size, size]
-        + costs.miss * ry[i]
-        + (costs.false_block * (t.n[size, size] - rn) + (costs.stage2 + costs.human) * band)[
-            :, None, None
-        ]
-        + (low - low[i])[:, :, None]
-        + (high - high[i])[:, None, :]
-    )
-    band_low = t.one[:size, :n_lo] - t.one[i, :n_lo]
-    band_high = (r1[:, None] - t.one[:size, :size]) - (r1[i] - t.one[i, :size])
-    review = band[:, None, None] - band_low[:, :, None] - band_high[:, None, :]
-    return cost, review
-
-
-def _search(
-    t: _Tables,
-    grid: ThresholdGrid,
-    costs: StageCosts,
-    allowed: npt.NDArray[np.bool_],
-    review_limit: float | None,
-) -> tuple[int, int, int, int]:
-    """Cheapest allowed candidate under the review limit. One always exists: ``t_lo = t_hi``
-    at stage 2 sends nobody to a human."""
-    size, n_lo = len(grid.values), grid.n_lo
-    idx = np.arange(size)
-    ordered = idx[None, :] >= np.arange(n_lo)[:, None]  # t2_hi >= t2_lo
-    best: tuple[float, tuple[int, int, int, int]] | None = None
-    for i in np.flatnonzero(allowed.any(axis=1)):
-        cost, review = _surfaces(t, int(i), costs, n_lo)
-        ok = (idx >= i)[:, None, None] & ordered[None] & allowed[i][None, :, None]
-        if review_limit is not None:
-            ok &= review <= review_limit + 1e-12
-        if ok.any():
-            flat = int(np.argmin(np.where(ok, cost, np.inf)))
-            if best is None or cost.flat[flat] < best[0]:
-                best = (float(cost.flat[flat]), _as_ints((i, *np.unravel_index(flat, cost.shape))))
-    if best is None:
-        raise ValueError("no allowed candidate: pass at least one allowed (t1_lo, t2_lo) pair")
-    return best[1]
+    beta: float | None = None
+    false_block_level: float = 0.0
+    false_block_bound: float | None = None
+    miss_interval: tuple[float, float] | None = None
+    false_block_interval: tuple[float, float] | None = None
+    design: str = "split"
+    n_order_samples: int = 0
+    sequence_length: int = 0
+    need: AuditNeed | None = None
 
 
 def cheapest(
     sample: AuditSample,
     grid: ThresholdGrid,
     costs: StageCosts,
-    allowed: npt.NDArray[np.bool_],
+    allowed: BoolArray,
     review_limit: float | None = None,
+    blockable: BoolArray | None = None,
 ) -> tuple[int, int, int, int]:
-    """Grid indices ``(t1_lo, t1_hi, t2_lo, t2_hi)`` of the cheapest set whose allow pair is
-    ``allowed`` and whose human share is <= ``review_limit``. Exact: the same weighted sums
-    :func:`feedback.estimate.estimate` computes, for every candidate at once."""
-    return _search(_tables(sample, grid), grid, costs, allowed, review_limit)
+    """Grid indices ``(t1_lo, t1_hi, t2_lo, t2_hi)`` of the cheapest set with an ``allowed``
+    allow pair (and ``blockable`` block pair) whose human share is <= ``review_limit``."""
+    found = search(
+        CellTables.from_sample(sample, grid), costs, grid.n_lo, allowed, review_limit, blockable
+    )
+    if found is None:
+        raise ValueError("no candidate fits: allow at least one pair, or relax the review limit")
+    return found
 
 
-def _as_ints(index: tuple[object, ...]) -> tuple[int, int, int, int]:
-    a, b, c, d = (int(x) for x in index)  # type: ignore[call-overload]
-    return a, b, c, d
+@dataclass(frozen=True, eq=False)
+class _Tests:
+    """What the testing sample said about both sequences."""
+
+    miss: ltt.SequenceTest
+    false_block: ltt.SequenceTest | None
+    n_order: int
+
+
+def _order(
+    order: AuditSample, grid: ThresholdGrid, costs: StageCosts, *, alpha: float,
+    beta: float | None, limit: float | None, ceiling: ThresholdSet | None,
+) -> tuple[list[ltt.Pair], list[ltt.Pair]]:  # fmt: skip
+    """The sequences to test, learnt on ``order`` alone: allow pairs (and block pairs).
+
+    Labels enter through a model of ``P(harmful | scores)`` fitted on ``order``: smooth
+    estimates of both risks and of the cost's error terms. Each sequence is costed with the
+    other risk held to the ordering sample's estimate of its own bound.
+    """
+    n_lo = grid.n_lo
+    if order.n == 0:
+        return [], []
+    w = order.weights / order.weights.sum()
+    q = ltt.harm_probability(order)
+    harm, safe = grid.mass(order, w * q), grid.mass(order, w * (1 - q))
+    tables = CellTables.from_cells(safe, harm)
+    risk, fb_risk = miss_envelope(harm, n_lo), false_block_envelope(safe)
+    blockable = None if beta is None else fb_risk <= beta
+    cost = cost_per_allow_pair(tables, replace(costs, miss=0.0), n_lo, limit, blockable)
+    if ceiling is not None:
+        lo = grid.values[:n_lo]
+        cost[~((lo <= ceiling.t1_lo)[:, None] & (lo <= ceiling.t2_lo)[None, :])] = np.inf
+    path = ltt.frontier(cost, risk, costs.miss)
+    if beta is None:
+        return path, []
+    plan = (risk <= alpha) & np.isfinite(cost)
+    plan[0, 0] = True
+    fb_cost = cost_per_block_pair(tables, replace(costs, false_block=0.0), n_lo, plan, limit)
+    return path, ltt.frontier(fb_cost, fb_risk, costs.false_block)
+
+
+def _test(
+    testing: AuditSample, order: AuditSample, grid: ThresholdGrid, costs: StageCosts, *,
+    alpha: float, beta: float | None, levels: tuple[float, float], limit: float | None,
+    ceiling: ThresholdSet | None,
+) -> _Tests:  # fmt: skip
+    """Order the pairs on ``order``, test them on ``testing`` (see :mod:`feedback.ltt`)."""
+    path, fb_path = _order(order, grid, costs, alpha=alpha, beta=beta, limit=limit,
+                           ceiling=ceiling)  # fmt: skip
+    benign, harmful = grid.cells(testing, np.ones(testing.n))
+    n, n_lo = testing.n, grid.n_lo
+    miss = ltt.certify_sequence(path, miss_envelope(harmful, n_lo), n, alpha, levels[0])
+    fb = None
+    if beta is not None:
+        fb = ltt.certify_sequence(fb_path, false_block_envelope(benign), n, beta, levels[1])
+    return _Tests(miss, fb, order.n)
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What was asked, carried to the result."""
+
+    alpha: float
+    delta: float
+    beta: float | None
+    need: AuditNeed
+    design: str
+    review_limit: float | None
 
 
 def optimise(
@@ -228,74 +183,135 @@ def optimise(
     *,
     alpha: float,
     delta: float,
+    beta: float | None = None,
+    miss_share: float = 0.5,
     grid: ThresholdGrid | None = None,
     traffic_per_hour: float | None = None,
     max_reviews_per_hour: float | None = None,
     ceiling: ThresholdSet | None = None,
+    order_sample: AuditSample | None = None,
+    order_share: float = ORDER_SHARE,
     seed: int = 0,
 ) -> Optimum:
     """The cheapest certified threshold set (see the module docstring for the procedure).
 
-    ``ceiling`` limits the allow thresholds (``t1_lo, t2_lo`` no higher than its own): a retune
-    triggered by appeals or reports may only tighten what is allowed automatically.
+    ``beta`` asks for a false-block bound too (budget split by ``miss_share``, see
+    :mod:`feedback.risk`). ``order_sample``: a previous audit window sharing no image with
+    ``sample``; then all of ``sample`` tests, else a random ``order_share`` of it orders.
+    ``ceiling`` limits the allow thresholds (no higher than its own): a retune triggered by
+    appeals, reports or drift may only tighten what is allowed automatically.
     """
     grid = grid or ThresholdGrid.default()
-    if sample.n == 0:
-        return _fallback(sample, costs, alpha, delta, None, "no labelled audit images yet")
-    cert = certify(sample, grid, alpha, delta, seed)
-    allowed = cert.certified.copy()
-    if ceiling is not None:
-        lo = grid.values[: grid.n_lo]
-        allowed &= (lo <= ceiling.t1_lo)[:, None] & (lo <= ceiling.t2_lo)[None, :]
-    if not allowed.any():
-        need = int(np.ceil(np.log(cert.level) / np.log1p(-alpha)))
-        note = (
-            f"nothing certified: {cert.n} equal-probability audit images; even with no misses "
-            f"at least {need} are needed for alpha={alpha}, delta={delta}"
-        )
-        return _fallback(sample, costs, alpha, delta, cert, note)
+    budget = split_budget(delta, beta, miss_share)
     limit = None
     if max_reviews_per_hour is not None and traffic_per_hour:
         limit = max_reviews_per_hour / traffic_per_hour
-    i, j, k, m = cheapest(sample, grid, costs, allowed, limit)
+    previous = order_sample if order_sample is not None and order_sample.n > 0 else None
+    test_share = 1.0 if previous is not None else 1.0 - order_share
+    ask = _Ask(alpha, delta, beta, audit_need(alpha, budget.miss, test_share, traffic_per_hour),
+               "split" if previous is None else "previous window", limit)  # fmt: skip
+    if sample.n == 0:
+        return _empty(ask, budget.miss)
+    order, testing = ltt.split(sample, limit=alpha, level=budget.miss, order_share=order_share,
+                               previous=previous, seed=seed)  # fmt: skip
+    tests = _test(testing, order, grid, costs, alpha=alpha, beta=beta,
+                  levels=(budget.miss, budget.false_block), limit=limit,
+                  ceiling=ceiling)  # fmt: skip
+    return _choose(sample, grid, costs, tests, ask)
+
+
+def _choose(
+    sample: AuditSample, grid: ThresholdGrid, costs: StageCosts, tests: _Tests, ask: _Ask
+) -> Optimum:
+    """The cheapest set among the certified pairs; allow nothing when no allow pair is."""
+    n_lo, size = grid.n_lo, grid.size
+    allowed = tests.miss.mask((n_lo, n_lo))
+    blockable = None if tests.false_block is None else tests.false_block.mask((size, size))
+    if blockable is not None and not blockable.any():
+        blockable = np.zeros((size, size), dtype=bool)
+        blockable[-1, -1] = True  # blocks only scores of exactly 1.0: the least it can do
+    fallback = not allowed.any()
+    if fallback:
+        allowed = np.zeros((n_lo, n_lo), dtype=bool)
+        allowed[0, 0] = True  # allows nothing automatically: no misses, no test needed
+    tables = _selection_tables(sample, grid)
+    found = search(tables, costs, n_lo, allowed, ask.review_limit, blockable)
+    if found is None:  # no certified completion meets the review cap: drop the cap
+        found = search(tables, costs, n_lo, allowed, None, blockable)
+    assert found is not None  # t1_hi = t1_lo = 0 is always a completion
+    i, j, k, m = found
     v = grid.values
     ts = ThresholdSet(float(v[i]), float(v[j]), float(v[k]), float(v[m]))
-    note = "certified" if limit is None else f"certified; at most {limit:.4g} of images to humans"
-    return Optimum(
-        thresholds=ts,
-        estimate=estimate(sample, ts, costs),
-        miss_rate_bound=float(cert.bound[i, k]),
-        certified=True,
-        fallback=False,
-        alpha=alpha,
-        delta=delta,
-        level=cert.level,
-        n_samples=sample.n,
-        n_bound_samples=cert.n,
-        n_certified=int(allowed.sum()),
-        note=note,
-    )
+    return _result(sample, ts, (i, k), (j, m), costs, tests, fallback, ask)
 
 
-def _fallback(
-    sample: AuditSample,
-    costs: StageCosts,
-    alpha: float,
-    delta: float,
-    cert: Certification | None,
-    note: str,
-) -> Optimum:
+def _selection_tables(sample: AuditSample, grid: ThresholdGrid) -> CellTables:
+    """Weights for choosing among certified sets: the error terms smoothed by a model of
+    ``P(harmful | scores)`` fitted on all the audit data. Choosing the minimum of noisy cost
+    estimates favours sets whose errors happened to be undercounted; smoothing lowers that
+    noise. The reported estimate stays the unbiased, design-based one."""
+    q = ltt.harm_probability(sample)
+    w = sample.weights / sample.weights.sum()
+    return CellTables.from_cells(grid.mass(sample, w * (1 - q)), grid.mass(sample, w * q))
+
+
+def _result(
+    sample: AuditSample, ts: ThresholdSet, allow: tuple[int, int], block: tuple[int, int],
+    costs: StageCosts, tests: _Tests, fallback: bool, ask: _Ask,
+) -> Optimum:  # fmt: skip
+    mt, ft = tests.miss, tests.false_block
+    thin = equal_probability_subsample(sample)
+    seen = estimate(thin, ts, costs)  # plain counts over one common inclusion probability
+    fb_bound = None
+    if ft is not None and block in ft.certified:
+        fb_bound = _upper(ft.count_of(block), ft.n, ft.level)
+    certified = not fallback and (ask.beta is None or fb_bound is not None)
     return Optimum(
-        thresholds=FALLBACK,
-        estimate=estimate(sample, FALLBACK, costs) if sample.n else None,
-        miss_rate_bound=0.0,  # allows nothing automatically: no misses by construction
-        certified=False,
-        fallback=True,
-        alpha=alpha,
-        delta=delta,
-        level=cert.level if cert else delta,
-        n_samples=sample.n,
-        n_bound_samples=cert.n if cert else 0,
-        n_certified=0,
-        note=note,
-    )
+        thresholds=ts, estimate=estimate(sample, ts, costs),
+        miss_rate_bound=0.0 if fallback else _upper(mt.count_of(allow), mt.n, mt.level),
+        certified=certified, fallback=fallback, alpha=ask.alpha, delta=ask.delta,
+        level=mt.level, n_samples=sample.n, n_bound_samples=mt.n,
+        n_certified=len(mt.certified), note=_note(ts, mt, fallback, fb_bound, ask),
+        beta=ask.beta, false_block_level=0.0 if ft is None else ft.level,
+        false_block_bound=fb_bound,
+        miss_interval=rate_interval(round(seen.miss_rate * thin.n), thin.n, 1 - ask.delta),
+        false_block_interval=rate_interval(round(seen.false_block_rate * thin.n), thin.n,
+                                           1 - ask.delta),
+        design=ask.design, n_order_samples=tests.n_order, sequence_length=len(mt.path),
+        need=ask.need,
+    )  # fmt: skip
+
+
+def _note(
+    ts: ThresholdSet, mt: ltt.SequenceTest, fallback: bool, fb_bound: float | None, ask: _Ask
+) -> str:
+    """Plain words: what is certified, and what would certify when nothing is."""
+    if fallback:
+        need = ask.need
+        note = (
+            f"nothing certified: {mt.n} testing audit images; at alpha={ask.alpha} even a set "
+            f"with no misses needs {need.at_least} labelled audit images, a useful one about "
+            f"{need.useful}"
+        )
+        if need.audit_rate is not None:
+            note += f" (an audit rate of {need.audit_rate:.3g} collects that in a week)"
+        return note
+    note = "certified"
+    if ask.beta is not None and fb_bound is None:
+        note = f"misses certified; no block thresholds certified at beta={ask.beta}: blocks only scores of 1.0"
+    if ask.review_limit is not None:
+        note += f"; at most {ask.review_limit:.4g} of images to humans"
+    return note
+
+
+def _upper(k: int, n: int, level: float) -> float:
+    return float(stats.beta.ppf(1.0 - level, k + 1, n - k)) if 0 <= k < n else 1.0
+
+
+def _empty(ask: _Ask, level: float) -> Optimum:
+    return Optimum(
+        thresholds=FALLBACK, estimate=None, miss_rate_bound=0.0, certified=False, fallback=True,
+        alpha=ask.alpha, delta=ask.delta, level=level, n_samples=0, n_bound_samples=0,
+        n_certified=0, note="no labelled audit images yet", beta=ask.beta, design=ask.design,
+        need=ask.need,
+    )  # fmt: skip

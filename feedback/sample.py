@@ -78,8 +78,17 @@ class AuditSample:
     def weights(self) -> FloatArray:
         return 1.0 / self.p
 
-    def subset(self, keep: npt.NDArray[np.bool_]) -> AuditSample:
+    def subset(self, keep: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> AuditSample:
         return AuditSample(self.s1[keep], self.s2[keep], self.label[keep], self.p[keep])
+
+    def joined(self, other: AuditSample) -> AuditSample:
+        """Both samples' images together (population sizes are dropped: Hájek weights)."""
+        return AuditSample(
+            s1=np.concatenate([self.s1, other.s1]),
+            s2=np.concatenate([self.s2, other.s2]),
+            label=np.concatenate([self.label, other.label]),
+            p=np.concatenate([self.p, other.p]),
+        )
 
 
 def equal_probability_subsample(sample: AuditSample, seed: int = 0) -> AuditSample:
@@ -92,10 +101,15 @@ def equal_probability_subsample(sample: AuditSample, seed: int = 0) -> AuditSamp
     rate never changed (the usual case) nothing is dropped. The seed is fixed, not drawn from
     the data, so the randomisation stays valid and the result reproducible.
     """
+    keep = equal_probability_mask(sample, seed)
+    return sample if keep.all() else sample.subset(keep)
+
+
+def equal_probability_mask(sample: AuditSample, seed: int = 0) -> npt.NDArray[np.bool_]:
+    """Which images :func:`equal_probability_subsample` keeps."""
     if sample.n == 0:
-        return sample
+        return np.ones(0, dtype=bool)
     ratio = sample.p.min() / sample.p
     if np.all(ratio == 1.0):
-        return sample
-    rng = np.random.default_rng(seed)
-    return sample.subset(rng.random(sample.n) < ratio)
+        return np.ones(sample.n, dtype=bool)
+    return np.random.default_rng(seed).random(sample.n) < ratio
