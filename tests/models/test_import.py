@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -62,8 +64,17 @@ def tiny_classifier(
 
     torch.manual_seed(0)
     shape = (1, 3, size, size) if layout == "NCHW" else (1, size, size, 3)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export(Net().eval(), shape, path, fixed_batch, opset)
+    return path
+
+
+def _export(net: Any, shape: tuple[int, ...], path: Path, fixed_batch: bool, opset: int) -> None:
+    import torch
+
     torch.onnx.export(
-        Net().eval(),
+        net,
         (torch.zeros(shape),),
         str(path),
         input_names=["pixels"],
@@ -72,7 +83,6 @@ def tiny_classifier(
         opset_version=opset,
         dynamo=False,
     )
-    return path
 
 
 def reference_scores(source: Path, spec: ImportSpec, images: list[bytes]) -> np.ndarray:
