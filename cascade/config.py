@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     # Feedback
     alpha: float = Field(0.01, gt=0.0, lt=1.0)  # bound on the miss rate
     delta: float = Field(0.05, gt=0.0, lt=1.0)  # 1 - confidence of that bound
+    # Optional bound on the false-block rate, certified jointly; delta is split between the
+    # two bounds, miss_share of it to misses (feedback/risk.py).
+    beta: float | None = Field(None, gt=0.0, lt=1.0)
+    miss_share: float = Field(0.5, gt=0.0, lt=1.0)
+    drift_level: float = Field(0.01, gt=0.0, lt=1.0)  # false-alarm chance of one drift watch
     retune_interval_s: int = 3600
     auto_activate: bool = False
     max_reviews_per_hour: float | None = None
