@@ -7,7 +7,8 @@ from prometheus_client import Counter, Gauge
 
 ALERTS = Counter(
     "cascade_feedback_alerts_total",
-    "Feedback alerts: labelled errors above prediction (miss, false_block) or score drift",
+    "Feedback alerts: labelled errors above prediction (miss, false_block), score drift, "
+    "drift guard alarms (drift_guard)",
     ["kind"],
 )
 RETUNES = Counter(
@@ -21,5 +22,11 @@ LABELLED_ERRORS = Counter(
 SCORE_PSI = Gauge(
     "cascade_feedback_score_psi",
     "PSI of the stage-1 score, recent vs reference window",
+    multiprocess_mode="max",
+)
+DRIFT_EVIDENCE = Gauge(
+    "cascade_feedback_drift_evidence",
+    "The drift guard's e-value per test since the active set's window (alarm at the threshold)",
+    ["test"],
     multiprocess_mode="max",
 )

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from cascade.context import Context
 from cascade.db.schema import utcnow
@@ -36,6 +38,37 @@ class Proposal:
     reason: str
     created_by: str
     traffic_per_hour: float = 0.0
+    windows: Windows | None = None
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The audit windows of a retune: ``[since, until)`` tests; ``[previous, since)``, when
+    there is one, orders (see :mod:`feedback.ltt`). None of them reaches back past the last
+    drift alarm."""
+
+    since: datetime
+    until: datetime
+    previous: datetime | None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "previous": self.previous.isoformat() if self.previous else None,
+        }
+
+
+def audit_windows(session: Session, now: datetime) -> Windows:
+    """The last ``AUDIT_LOOKBACK`` up to where labels are complete
+    (:func:`feedback.store.complete_until`), and the lookback before it as the previous
+    window; both start no earlier than the last drift alarm (traffic before it is not the
+    traffic the next certificate must hold for)."""
+    alarm = rollout.last_drift_alarm(session)
+    since = now - AUDIT_LOOKBACK if alarm is None else max(now - AUDIT_LOOKBACK, alarm)
+    until = store.complete_until(session, since=since) or now
+    previous = since - AUDIT_LOOKBACK if alarm is None else max(since - AUDIT_LOOKBACK, alarm)
+    return Windows(since, until, previous if previous < since else None)
 
 
 def retune(
@@ -48,7 +81,7 @@ def retune(
     delta: float | None = None,
     tighten_only: bool = False,
 ) -> Proposal:
-    """Optimise thresholds on the audit sample and store the result as a proposed set.
+    """Optimise thresholds on the complete audit window and store the result as a proposal.
 
     ``auto_activate`` (default: the ``auto_activate`` setting) activates a *certified* proposal
     at once; a fallback is never activated automatically (it sends every ambiguous image to a
@@ -58,7 +91,11 @@ def retune(
     settings = context.settings
     now = utcnow()
     with session_scope(context.sessions) as session:
-        sample = store.load_audit_sample(session, since=now - AUDIT_LOOKBACK)
+        windows = audit_windows(session, now)
+        sample = store.load_audit_sample(session, since=windows.since, until=windows.until)
+        earlier = None
+        if windows.previous is not None:
+            earlier = store.load_audit_sample(session, since=windows.previous, until=windows.since)
         measured = store.measured_dollars_per_image(session, settings, since=now - AUDIT_LOOKBACK)
         traffic = store.traffic_per_hour(session, since=now - TRAFFIC_WINDOW, until=now)
         ceiling = rollout.active_thresholds(session) if tighten_only else None
@@ -68,24 +105,28 @@ def retune(
         costs,
         alpha=settings.alpha if alpha is None else alpha,
         delta=settings.delta if delta is None else delta,
+        beta=settings.beta,
+        miss_share=settings.miss_share,
         traffic_per_hour=traffic,
         max_reviews_per_hour=settings.max_reviews_per_hour,
         ceiling=ceiling,
+        order_sample=earlier,
     )
     activate = settings.auto_activate if auto_activate is None else auto_activate
     with session_scope(context.sessions) as session:
-        row = rollout.propose(session, optimum, costs, by=by, reason=reason)
+        row = rollout.propose(session, optimum, costs, by=by, reason=reason,
+                              window=windows.as_dict())  # fmt: skip
         version = row.version
         activated = activate and optimum.certified
         if activated:
             rollout.activate(session, version, by=by)
     RETUNES.labels(outcome="certified" if optimum.certified else "fallback").inc()
     log.info(
-        "retune v%d by %s (%s): %s, n=%d, cost=%s, bound=%.4g, activated=%s",
-        version, by, reason, optimum.note, optimum.n_samples,
+        "retune v%d by %s (%s): %s, n=%d (%s), cost=%s, bound=%.4g, activated=%s",
+        version, by, reason, optimum.note, optimum.n_samples, optimum.design,
         optimum.estimate.cost if optimum.estimate else None, optimum.miss_rate_bound, activated,
     )  # fmt: skip
-    return Proposal(version, optimum, costs, activated, reason, by, traffic)
+    return Proposal(version, optimum, costs, activated, reason, by, traffic, windows)
 
 
 def proposal_as_dict(proposal: Proposal) -> dict[str, Any]:
@@ -103,6 +144,8 @@ def proposal_as_dict(proposal: Proposal) -> dict[str, Any]:
         "miss_rate_bound": opt.miss_rate_bound,
         "n_samples": opt.n_samples,
         "n_bound_samples": opt.n_bound_samples,
+        "certificate": rollout.certificate_of(opt),
+        "window": proposal.windows.as_dict() if proposal.windows else None,
         "traffic_per_hour": proposal.traffic_per_hour,
         "estimate": opt.estimate.as_dict() if opt.estimate else None,
         "costs": proposal.costs.as_dict(),

@@ -46,10 +46,37 @@ def get_row(session: Session, version: int) -> ThresholdSetRow:
     return row
 
 
+def certificate_of(optimum: Optimum) -> dict[str, Any]:
+    """What the certificate says about the chosen set, in plain numbers for the record."""
+    need = optimum.need
+    return {
+        "design": optimum.design,
+        "n_order_samples": optimum.n_order_samples,
+        "sequence_length": optimum.sequence_length,
+        "miss_level": optimum.level,
+        "beta": optimum.beta,
+        "false_block_level": optimum.false_block_level,
+        "false_block_bound": optimum.false_block_bound,
+        "miss_interval": list(optimum.miss_interval) if optimum.miss_interval else None,
+        "false_block_interval": (
+            list(optimum.false_block_interval) if optimum.false_block_interval else None
+        ),
+        "need": need.as_dict() if need else None,
+    }
+
+
 def propose(
-    session: Session, optimum: Optimum, costs: StageCosts, *, by: str, reason: str
+    session: Session,
+    optimum: Optimum,
+    costs: StageCosts,
+    *,
+    by: str,
+    reason: str,
+    window: dict[str, Any] | None = None,
 ) -> ThresholdSetRow:
-    """Store the optimiser's choice as a proposed set, with everything needed to audit it."""
+    """Store the optimiser's choice as a proposed set, with everything needed to audit it:
+    the certificate and the audit ``window`` it was certified on (the drift guard's
+    reference)."""
     _lock(session)
     version = int(session.scalar(select(func.max(ThresholdSetRow.version))) or 0) + 1
     ts = optimum.thresholds
@@ -63,6 +90,8 @@ def propose(
         "n_certified": optimum.n_certified,
         "estimate": est.as_dict() if est else None,
         "costs": costs.as_dict(),
+        "certificate": certificate_of(optimum),
+        "window": window,
         "history": [_event("proposed", by)],
     }
     row = ThresholdSetRow(
@@ -83,6 +112,41 @@ def propose(
     )
     session.add(row)
     session.flush()
+    return row
+
+
+DRIFT_REASON = "drift guard"
+
+
+def last_drift_alarm(session: Session) -> datetime | None:
+    """When the drift guard last tightened (its set's creation time), if ever."""
+    return session.scalar(
+        select(func.max(ThresholdSetRow.created_at)).where(
+            ThresholdSetRow.reason.startswith(DRIFT_REASON)
+        )
+    )
+
+
+def tighten_for_drift(
+    session: Session, active: ThresholdSetRow, drift: dict[str, Any], *, by: str
+) -> ThresholdSetRow:
+    """Put in force, at once, a set that allows nothing automatically and keeps the active
+    set's block thresholds; the row records why (the guard's report). Its miss rate is zero
+    by construction whatever the traffic does, until a retune on audit labels collected after
+    this alarm certifies a set again."""
+    _lock(session)
+    version = int(session.scalar(select(func.max(ThresholdSetRow.version))) or 0) + 1
+    row = ThresholdSetRow(
+        version=version, t1_lo=0.0, t1_hi=active.t1_hi, t2_lo=0.0, t2_hi=active.t2_hi,
+        status=ThresholdStatus.PROPOSED, created_by=by,
+        reason=f"{DRIFT_REASON}: {drift.get('reason', 'drift')}", miss_rate_bound=0.0,
+        alpha=active.alpha, delta=active.delta, n_samples=0,
+        details={"certified": False, "fallback": True, "drift": drift,
+                 "tightened_from": active.version, "history": [_event("proposed", by)]},
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    activate(session, version, by=by)
     return row
 
 

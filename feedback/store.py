@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -16,6 +17,7 @@ from cascade.db.schema import (
     LabelledError,
     ReviewItem,
     ReviewState,
+    State,
     Submission,
 )
 from cascade.errors import BadRequest, Conflict, NotFound
@@ -27,8 +29,24 @@ ERROR_KINDS = ("miss", "false_block")
 REPORT_SOURCES = ("appeal", "report")
 
 
-def load_audit_sample(session: Session, *, since: datetime | None = None) -> AuditSample:
-    """Audited submissions with both scores and a human allow/block label (a done review item).
+def _labelled() -> Any:
+    """Audited submissions that have their human allow/block label (a done review item)."""
+    return (
+        select(ReviewItem.id)
+        .where(
+            ReviewItem.submission_id == Submission.id,
+            ReviewItem.state == ReviewState.DONE,
+            ReviewItem.final_label.in_(("allow", "block")),
+        )
+        .exists()
+    )
+
+
+def load_audit_sample(
+    session: Session, *, since: datetime | None = None, until: datetime | None = None
+) -> AuditSample:
+    """Audited submissions created in ``[since, until)`` with both scores and a human
+    allow/block label, in the order they came in (the drift guard's order).
 
     Rows without a recorded sampling probability cannot be weighted and are left out.
     """
@@ -43,14 +61,38 @@ def load_audit_sample(session: Session, *, since: datetime | None = None) -> Aud
             ReviewItem.state == ReviewState.DONE,
             ReviewItem.final_label.in_(("allow", "block")),
         )
+        .order_by(Submission.created_at, Submission.id)
     )
     if since is not None:
         q = q.where(Submission.created_at >= since)
+    if until is not None:
+        q = q.where(Submission.created_at < until)
     rows = session.execute(q).all()
     if not rows:
         return AuditSample.of([], [], [], [])
     s1, s2, label, p = zip(*rows, strict=True)
     return AuditSample.of(s1, s2, [lab == "block" for lab in label], np.asarray(p))
+
+
+def complete_until(session: Session, *, since: datetime) -> datetime | None:
+    """Where the complete audit window ends: the creation time of the oldest audited
+    submission since ``since`` still waiting for its label (None: every one is labelled).
+
+    The rule: a retune (and the drift guard) uses only audit images created before this time,
+    so that every audit image of its window is in its sample. Labels arrive sooner for some
+    routes than for others (escalations are labelled at once, audits of automatic decisions
+    wait in the queue); a window with holes would be short of exactly the images the cascade
+    decided alone, where misses hide. Submissions that ended in error are not part of the
+    decided traffic and do not hold the window open.
+    """
+    return session.scalar(
+        select(func.min(Submission.created_at)).where(
+            Submission.audit.is_(True),
+            Submission.created_at >= since,
+            Submission.state != State.ERROR,
+            ~_labelled(),
+        )
+    )
 
 
 def measured_dollars_per_image(

@@ -12,6 +12,7 @@ from celery import shared_task
 
 from cascade.context import Context
 from cascade.tasknames import CHECK_DRIFT_TASK, CHECK_ERRORS_TASK, RETUNE_TASK
+from feedback.drift_guard import guard
 from feedback.error_alerts import check_errors as check_labelled_errors
 from feedback.retune import retune as retune_thresholds
 from feedback.score_alerts import check_score_drift
@@ -31,10 +32,15 @@ def retune(reason: str = "scheduled", by: str = "beat") -> dict[str, Any]:
 
 
 @shared_task(name=CHECK_DRIFT_TASK)
-def check_drift() -> dict[str, Any] | None:
+def check_drift() -> dict[str, Any]:
+    """The drift guard on audit labels (tightens on an alarm), and PSI of stage-1 scores."""
     with Context.opened() as ctx:
+        report = guard(ctx)
         check = check_score_drift(ctx)
-    return check.as_dict() if check else None
+    return {
+        "guard": report.as_dict() if report else None,
+        "psi": check.as_dict() if check else None,
+    }
 
 
 @shared_task(name=CHECK_ERRORS_TASK)

@@ -29,6 +29,11 @@ BENCHES: dict[str, tuple[str, str, str]] = {
         "peers",
         "open_nsfw vs the default screener on real photographs; a cascade's projected saving.",
     ),
+    "decisions": (
+        "services.bench.decisions",
+        "decisions",
+        "Certified thresholds vs the true optimum: cost, violations, fallbacks, drift alarms.",
+    ),
     "load": ("services.bench.load", "load", "2x capacity for 60 s, a fault: held, p99, lost."),
     "dashboard": (
         "services.bench.dashboard",

@@ -57,7 +57,8 @@ def test_celery_tasks_run_the_jobs(env: Context) -> None:
     result = tasks.retune.apply(kwargs={"reason": "test"}).get()
     assert result["version"] == 1 and result["certified"] and not result["activated"]
     assert tasks.check_errors.apply().get()[0]["kind"] in ("miss", "false_block")
-    assert tasks.check_drift.apply().get() is None  # no scores in the reference window yet
+    # No set certified and in force yet, and no scores in the PSI reference window.
+    assert tasks.check_drift.apply().get() == {"guard": None, "psi": None}
     assert tasks.retune.name == "cascade.feedback.retune"
     assert tasks.check_drift.name == "cascade.feedback.check_drift"
     assert tasks.check_errors.name == "cascade.feedback.check_errors"
