@@ -136,10 +136,11 @@ def accept(
     if cached is not None:
         finalize(sub, outcome=Outcome(cached), decider=Decider.CACHE)
         metrics.observe_decision(route=cached, decider=Decider.CACHE, latency_seconds=0.0)
-    else:
-        # Audit sampling: a uniform draw with a known, recorded probability.
-        sub.audit_p = s.audit_rate
-        sub.audit = (rng or random).random() < s.audit_rate
+    # Audit sampling: a uniform draw with a known, recorded probability, for every image —
+    # cache answers too (the caller then queues it for scoring), or the audit sample and the
+    # certificate would not cover them.
+    sub.audit_p = s.audit_rate
+    sub.audit = (rng or random).random() < s.audit_rate
     session.add(sub)
     session.flush()
     return Accepted(sub, created=True, cached=cached is not None)

@@ -100,12 +100,15 @@ class StageRunner:
 
     # -- selection -------------------------------------------------------------------------
     def _wanted(self, sub: Submission) -> bool:
+        # Audited images answered from the cache are scored by every stage all the same.
+        audited_hit = bool(sub.audit and sub.decided_by == Decider.CACHE)
         if self.stage == 1:
-            return sub.state == State.QUEUED
+            return sub.state == State.QUEUED or (audited_hit and sub.s1 is None)
         if sub.state == State.STAGE2:
             return True
         # Audit-sampled images decided at stage 1 still need their stage-2 score.
-        return bool(sub.audit and sub.s2 is None and sub.decided_by == Decider.STAGE1)
+        early = sub.decided_by == Decider.STAGE1 or audited_hit
+        return bool(sub.audit and sub.s2 is None and early)
 
     def _claim(self, session: Session, ids: Sequence[str]) -> list[Submission]:
         """Load the batch's submissions and count this attempt (poison-image protection)."""
@@ -225,6 +228,10 @@ class StageRunner:
         now: Any,
         out: BatchOutcome,
     ) -> None:
+        if sub.decided_by == Decider.CACHE:  # an audited cache answer: scored, not re-decided
+            sub.s1, sub.stage1_at = s1, now
+            out.to_stage2.append(sub.id)
+            return
         sub.s1, sub.stage1_at, sub.threshold_version = s1, now, ts.version
         route = route_stage1(s1, ts)
         if route is Route.STAGE2:

@@ -136,8 +136,8 @@ def submit_one(ctx: Context, req: UploadRequest, index: int) -> tuple[dict[str, 
         raise item.refused
     accepted = _accept_committed(ctx, item, req.item_key(index), req.callback_url)
     sub = accepted.submission
-    if accepted.created and not accepted.cached:
-        enqueue(sub.id)
+    if accepted.created and (not accepted.cached or sub.audit):
+        enqueue(sub.id)  # an audited cache answer is scored by every stage all the same
     if accepted.created:
         SUBMISSIONS.labels(tenant=str(g.tenant_id)).inc()
     if accepted.cached:
