@@ -126,34 +126,57 @@ def cells(
     return out
 
 
+def _alarm_times(
+    truth: WorldTruth, live: ScoreWorld, cfg: DecisionsConfig, rng: np.random.Generator,
+    d: int, levels: tuple[float, ...],
+) -> tuple[list[int | None], bool]:  # fmt: skip
+    """One draw: certify on a window, watch ``2 × drift_labels`` of live traffic at each
+    level; the labels seen at each alarm (None: none), and whether the set broke alpha live."""
+    window = truth.world.audit(rng, cfg.drift_n)
+    opt = optimise(window, truth.costs, alpha=cfg.drift_alpha, delta=cfg.delta,
+                   grid=truth.grid, seed=d)  # fmt: skip
+    new = live.audit(rng, 2 * cfg.drift_labels)
+    times = [watch(window, new, opt.thresholds, alpha=cfg.drift_alpha, level=level,
+                   seed=d).fired_at for level in levels]  # fmt: skip
+    broken = WorldTruth(live, truth.grid, truth.costs).of(opt.thresholds).miss_rate
+    return times, broken > cfg.drift_alpha
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no infinity: "never within the watch" is None."""
+    return float(x) if np.isfinite(x) else None
+
+
 def drift_case(
     truth: WorldTruth, cfg: DecisionsConfig, tick: Tick | None = None
 ) -> dict[str, object]:
-    """Detection within ``drift_labels`` new labels with and without the shift."""
-    drifted = truth.world.shifted(harmful_logit=cfg.drift_shift)
-    drifted_truth = WorldTruth(drifted, truth.grid, truth.costs)
+    """Detection within ``drift_labels`` new labels with and without the shift, at the
+    configured guard level and at 0.05 (the trade-off), and the labels 90 % of draws need."""
+    levels = (cfg.drift_level, 0.05)
     out: dict[str, object] = {"shift_logit": cfg.drift_shift, "window": cfg.drift_n,
                               "alpha": cfg.drift_alpha, "labels": cfg.drift_labels,
                               "draws": cfg.drift_draws, "level": cfg.drift_level}  # fmt: skip
-    for name, live in (("drift", drifted), ("no_drift", truth.world)):
+    lives = (("drift", truth.world.shifted(harmful_logit=cfg.drift_shift)),
+             ("no_drift", truth.world))  # fmt: skip
+    for name, live in lives:
         rng = np.random.default_rng([cfg.seed, 0xD71F, name == "drift"])
-        fired, violated = [], 0
+        fired: list[list[int | None]] = []
+        violated = 0
         for d in range(cfg.drift_draws):
-            window = truth.world.audit(rng, cfg.drift_n)
-            opt = optimise(window, truth.costs, alpha=cfg.drift_alpha, delta=cfg.delta,
-                           grid=truth.grid, seed=d)  # fmt: skip
-            report = watch(window, live.audit(rng, cfg.drift_labels), opt.thresholds,
-                           alpha=cfg.drift_alpha, level=cfg.drift_level, seed=d)  # fmt: skip
-            fired.append(report.fired_at)
-            now = (drifted_truth if name == "drift" else truth).of(opt.thresholds)
-            violated += now.miss_rate > cfg.drift_alpha
+            times, broken = _alarm_times(truth, live, cfg, rng, d, levels)
+            fired.append(times)
+            violated += broken
             if tick:
                 tick()
-        times = [t for t in fired if t is not None]
+        at = np.array([[np.inf if t is None else t for t in row] for row in fired])
+        within = at <= cfg.drift_labels
         out[name] = {
-            "detected_rate": len(times) / cfg.drift_draws,
-            "median_labels_to_alarm": float(np.median(times)) if times else None,
+            "detected_rate": float(within[:, 0].mean()),
+            "median_labels_to_alarm": _finite(np.median(at[:, 0])),
+            "labels_for_90_percent": _finite(np.quantile(at[:, 0], 0.9)),
+            "detected_rate_at_level_0.05": float(within[:, 1].mean()),
             "active_set_violates_rate": violated / cfg.drift_draws,
+            "watched_labels": 2 * cfg.drift_labels,
         }
     return out
 
