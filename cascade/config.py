@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     stage2_batch_size: int = 16
     stage2_flush_interval_s: float = 0.1
     decode_threads: int = 2
+    # The shorter side of the derivative intake stores for the stages (cascade/derivative.py);
+    # 0: the largest input side of the stages under model_dir (256 when there are none).
+    derivative_side: int = Field(0, ge=0, le=4096)
     # Unfinished submissions older than this are enqueued again by the periodic sweep (a
     # message lost with a killed worker or a restarted broker); redelivery is harmless.
     stale_after_s: int = 120
