@@ -1,13 +1,20 @@
-"""Content-addressed blob store over fsspec: a local folder by default, any fsspec URL in production."""
+"""Content-addressed blob store over fsspec: a local folder by default, any fsspec URL in production.
+
+Two kinds of blob: an upload's original bytes under their SHA-256 (``aa/bb/<sha>``), kept for
+the review UI, and its normalised derivative (``d/aa/bb/<sha>``, ``cascade.derivative``), the
+pixels every stage worker reads. The derivative is named after the original it came from.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 
 import fsspec
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DERIVED = "d"  # the folder of derivatives
 
 
 def sha256_hex(data: bytes) -> str:
@@ -29,9 +36,18 @@ class BlobStore:
             raise ValueError("blob keys are lower-case SHA-256 hex digests")
         return f"{sha[:2]}/{sha[2:4]}/{sha}"
 
+    @classmethod
+    def derivative_key_for(cls, sha: str) -> str:
+        """The key of the derivative made from the original whose SHA-256 is ``sha``."""
+        return f"{DERIVED}/{cls.key_for(sha)}"
+
     def _path(self, key: str) -> str:
         parts = key.split("/")
-        if len(parts) != 3 or not _SHA256.match(parts[2]) or key != self.key_for(parts[2]):
+        base = parts[-1] if len(parts) in (3, 4) else ""
+        if not _SHA256.match(base) or key not in (
+            self.key_for(base),
+            self.derivative_key_for(base),
+        ):
             raise ValueError(f"not a blob key: {key!r}")
         return f"{self.root.rstrip('/')}/{key}"
 
@@ -39,14 +55,26 @@ class BlobStore:
         """Store ``data``; returns ``(sha256, key)``. Idempotent: the same bytes, the same key."""
         sha = sha256_hex(data)
         key = self.key_for(sha)
-        path = self._path(key)
-        if not self.fs.exists(path):
-            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            tmp = f"{path}.tmp-{id(data)}"
-            with self.fs.open(tmp, "wb") as f:
-                f.write(data)
-            self.fs.mv(tmp, path)
+        self._write(key, data)
         return sha, key
+
+    def put_derivative(self, sha: str, data: bytes) -> str:
+        """Store the derivative of original ``sha``; returns its key. Made again from the same
+        original, it is the same bytes, so a second write changes nothing."""
+        key = self.derivative_key_for(sha)
+        self._write(key, data)
+        return key
+
+    def _write(self, key: str, data: bytes) -> None:
+        """Write once, atomically (a temporary name, then a rename): a reader never sees half."""
+        path = self._path(key)
+        if self.fs.exists(path):
+            return
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with self.fs.open(tmp, "wb") as f:
+            f.write(data)
+        self.fs.mv(tmp, path)
 
     def get(self, key: str) -> bytes:
         with self.fs.open(self._path(key), "rb") as f:

@@ -6,6 +6,8 @@ twice) and returns whether a callback is now due; callers enqueue callbacks afte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -44,6 +46,50 @@ def finalize(
     return bool(sub.callback_url)
 
 
+@dataclass(frozen=True)
+class ReviewRequest:
+    """A submission that needs a review item, and why."""
+
+    submission: Submission
+    reason: ReviewReason
+    labels_required: int = 1
+
+
+def open_reviews(
+    session: Session, requests: Sequence[ReviewRequest], *, at: datetime | None = None
+) -> list[ReviewItem]:
+    """The review items of a whole batch, each created once: one look-up for those that exist
+    already (a redelivered batch), one bulk insert for the rest. Escalations wait on a human
+    (the submission goes to ``review``); audits don't."""
+    if not requests:
+        return []
+    at = at or utcnow()
+    ids = [r.submission.id for r in requests]
+    existing = {
+        item.submission_id: item
+        for item in session.scalars(select(ReviewItem).where(ReviewItem.submission_id.in_(ids)))
+    }
+    items: list[ReviewItem] = []
+    for req in requests:
+        item = existing.get(req.submission.id)
+        if item is None:
+            # Escalations are ordered by waiting time; audits are interleaved behind them.
+            item = ReviewItem(
+                submission_id=req.submission.id,
+                reason=str(req.reason),
+                priority=0 if req.reason == ReviewReason.ESCALATION else 1,
+                labels_required=req.labels_required,
+                created_at=at,
+            )
+            existing[req.submission.id] = item
+            session.add(item)
+            metrics.REVIEW_ITEMS.labels(reason=str(req.reason)).inc()
+            if req.reason == ReviewReason.ESCALATION:
+                req.submission.state = State.REVIEW
+        items.append(item)
+    return items
+
+
 def open_review(
     session: Session,
     sub: Submission,
@@ -52,24 +98,8 @@ def open_review(
     labels_required: int = 1,
     at: datetime | None = None,
 ) -> ReviewItem:
-    """The submission's review item, created once. Escalations wait on a human; audits don't."""
-    item = session.scalars(select(ReviewItem).where(ReviewItem.submission_id == sub.id)).first()
-    if item is not None:
-        return item
-    at = at or utcnow()
-    # Escalations are ordered by waiting time; audits are interleaved behind them (priority 1).
-    item = ReviewItem(
-        submission_id=sub.id,
-        reason=str(reason),
-        priority=0 if reason == ReviewReason.ESCALATION else 1,
-        labels_required=labels_required,
-        created_at=at,
-    )
-    session.add(item)
-    metrics.REVIEW_ITEMS.labels(reason=str(reason)).inc()
-    if reason == ReviewReason.ESCALATION:
-        sub.state = State.REVIEW
-    return item
+    """The submission's review item, created once (``open_reviews`` for one submission)."""
+    return open_reviews(session, [ReviewRequest(sub, reason, labels_required)], at=at)[0]
 
 
 def error_kind(auto: str | None, label: Outcome) -> str | None:

@@ -1,4 +1,11 @@
-"""Accepting an image: validate at the door, store the bytes, answer from the cache or queue it.
+"""Accepting an image: validate at the door, decode it once, store it, answer from the cache or
+queue it.
+
+Decode once: a new image is decoded here and only here (a JPEG at the reduced scale the stages
+need, ``models.preprocess.decode_image``'s ``draft_to``). What the stages read is the derivative
+made from those pixels (``cascade.derivative``), stored next to the original; the perceptual hash
+comes from the same pixels. Bytes seen before (same SHA-256) are not decoded again: their image
+row says they were valid.
 
 The caller commits and, for a queued submission, enqueues stage 1 after the commit (so a worker
 never sees a submission that is not in the database yet). The caller also checks the callback
@@ -16,7 +23,9 @@ from PIL.Image import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cascade import metrics
+from cascade import derivative, metrics
+from cascade.blobs import sha256_hex
+from cascade.config import Settings
 from cascade.context import Context
 from cascade.db.schema import Image, State, Submission, utcnow
 from cascade.decisions import finalize
@@ -34,21 +43,49 @@ class Accepted:
     cached: bool  # True: decided at once from an earlier decision on the same image
 
 
-def validate_image(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[PILImage, str]:
-    """Check the header (cheap; refuses bombs before any pixel is decoded), then decode fully
-    (a real decode check). Returns (RGB image, format)."""
+@dataclass(frozen=True)
+class DecodedUpload:
+    """A valid upload, decoded once: what intake keeps of its pixels."""
+
+    derivative: PILImage  # RGB, shorter side at most the stages' largest need
+    format: str
+    width: int  # of the original, as displayed (EXIF orientation applied)
+    height: int
+
+
+def check_size(data: bytes, *, max_bytes: int) -> None:
     if not data:
         raise InvalidImage("the upload is empty (0 bytes)")
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
+
+
+def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int, side: int) -> DecodedUpload:
+    """Check the header (cheap; refuses bombs before any pixel is decoded), then decode once (a
+    real decode check) at no more detail than a derivative of shorter side ``side`` needs."""
+    check_size(data, max_bytes=max_bytes)
     try:
         info = probe_image(data, max_pixels=max_pixels)
-        img = decode_image(data, max_pixels=max_pixels)
+        img = decode_image(data, max_pixels=max_pixels, draft_to=side)
     except ImageTooLarge as exc:
         raise PayloadTooLarge(str(exc)) from None
     except ImageError as exc:
         raise InvalidImage(str(exc)) from None
-    return img, info.format
+    width, height = info.width, info.height
+    if _turned(img.size, (width, height)):  # EXIF orientation swapped the sides
+        width, height = height, width
+    return DecodedUpload(derivative.shrink(img, side), info.format, width, height)
+
+
+def _turned(decoded: tuple[int, int], header: tuple[int, int]) -> bool:
+    """Whether ``decoded`` (maybe scaled down) is ``header`` turned by 90 degrees."""
+    (dw, dh), (hw, hh) = decoded, header
+    return abs(dw * hw - dh * hh) < abs(dw * hh - dh * hw)
+
+
+def derivative_side(settings: Settings) -> int:
+    """The shorter side derivatives are made at: the setting, else the stages' largest need."""
+    return settings.derivative_side or derivative.model_side(settings.model_dir.resolve())
 
 
 def _find_replay(session: Session, tenant_id: int, key: str | None, sha: str) -> Submission | None:
@@ -104,25 +141,19 @@ def accept(
 ) -> Accepted:
     """Validate and record one upload (see the module docstring for the commit protocol)."""
     s = ctx.settings
-    img, fmt = validate_image(data, max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels)
-    sha, key = ctx.blobs.put(data)
+    check_size(data, max_bytes=s.max_upload_bytes)
+    sha = sha256_hex(data)
+    image = session.get(Image, sha)
+    decoded = None
+    if image is None:  # new bytes: validate (a 4xx for a bad image comes before anything else)
+        decoded = decode_upload(data, max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels,
+                                side=derivative_side(s))  # fmt: skip
     replay = _find_replay(session, tenant_id, idempotency_key, sha)
     if replay is not None:
         return Accepted(replay, created=False, cached=False)
-    image = session.get(Image, sha)
-    if image is None:
-        width, height = img.size
-        image = Image(
-            sha256=sha,
-            phash=dhash(img),
-            size_bytes=len(data),
-            width=width,
-            height=height,
-            format=fmt[:16],
-            blob_key=key,
-        )
-        session.add(image)
-        session.flush()
+    if decoded is not None:
+        image = _store_image(ctx, session, data, sha, decoded)
+    assert image is not None
     sub = Submission(
         id=str(uuid.uuid4()),
         tenant_id=tenant_id,
@@ -144,3 +175,24 @@ def accept(
     session.add(sub)
     session.flush()
     return Accepted(sub, created=True, cached=cached is not None)
+
+
+def _store_image(
+    ctx: Context, session: Session, data: bytes, sha: str, decoded: DecodedUpload
+) -> Image:
+    """The original and its derivative in the blob store (before the row that names them, so a
+    worker never finds a row without its blobs), then the image row."""
+    _, key = ctx.blobs.put(data)
+    ctx.blobs.put_derivative(sha, derivative.encode(decoded.derivative))
+    image = Image(
+        sha256=sha,
+        phash=dhash(decoded.derivative),
+        size_bytes=len(data),
+        width=decoded.width,
+        height=decoded.height,
+        format=decoded.format[:16],
+        blob_key=key,
+    )
+    session.add(image)
+    session.flush()
+    return image

@@ -7,14 +7,14 @@ from PIL import Image
 
 
 def dhash(img: Image.Image) -> int:
-    """64-bit difference hash: robust to re-encoding and resizing, cheap to compare."""
+    """64-bit difference hash: robust to re-encoding and resizing, cheap to compare.
+
+    Intake computes it from the derivative (``cascade.derivative``), the pixels it decoded
+    anyway: resizing first changes a few bits at most, well inside any useful distance."""
     small = img.convert("L").resize((9, 8), Image.Resampling.BILINEAR)
     px = np.asarray(small, dtype=np.int16)
-    bits = (px[:, 1:] > px[:, :-1]).flatten()
-    value = 0
-    for bit in bits:
-        value = (value << 1) | int(bit)
-    return to_signed64(value)
+    bits = np.packbits(px[:, 1:] > px[:, :-1])  # 8 bytes, most significant bit first
+    return to_signed64(int.from_bytes(bits.tobytes(), "big"))
 
 
 def to_signed64(value: int) -> int:

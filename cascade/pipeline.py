@@ -1,8 +1,15 @@
-"""One stage batch: load → decode/preprocess → predict → route → write, in bulk.
+"""One stage batch: claim → read inputs → predict → route → write, in bulk.
 
 ``StageRunner.run(ids)`` is what a batched Celery task calls. It is safe to run twice on the
 same ids (redelivery after a crash): submissions already past this stage are skipped or, for
 stage 1, handed on to stage 2 again (stage 2 skips what it already did).
+
+Round trips per batch, whatever its size: the claim (one ``UPDATE … RETURNING``, committed on
+its own so that the attempt is counted even if the batch kills the worker), one read of the
+image rows, then one transaction for everything the batch decided (the submissions' updates
+and the review items in bulk, the batch's cost; anything else a batch must record goes in
+``_record``). Inputs are the derivatives intake stored (``cascade.derivative``), never the
+originals.
 """
 
 from __future__ import annotations
@@ -17,13 +24,14 @@ from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from cascade import metrics
 from cascade.context import Context
 from cascade.cost import record_batch
-from cascade.db.schema import ReviewReason, State, Submission, utcnow
-from cascade.decisions import finalize, open_review
+from cascade.db.schema import Image, ReviewReason, State, Submission, utcnow
+from cascade.decisions import ReviewRequest, finalize, open_reviews
+from cascade.derivative import StoredImage, stage_input
 from cascade.policy import Decider, Outcome, Route, ThresholdSet, route_stage1, route_stage2
 from cascade.review import labels_required_for
 from cascade.thresholds import ThresholdCache
@@ -46,20 +54,14 @@ class BatchOutcome:
     to_stage2: list[str] = field(default_factory=list)
     callbacks: list[str] = field(default_factory=list)
     decided: list[tuple[str, str]] = field(default_factory=list)  # (route, decider)
+    reviews: list[ReviewRequest] = field(default_factory=list)  # opened in bulk before commit
     errors: int = 0
     skipped: int = 0
+    originals: int = 0  # inputs read from the original (no usable derivative)
     device_seconds: float = 0.0
     decode_seconds: float = 0.0
     dollars: float = 0.0
     latencies: list[tuple[str, float]] = field(default_factory=list)  # (decider, seconds)
-
-
-def _decode_one(ctx: Context, blob_key: str, cfg: Any) -> np.ndarray:
-    from models.preprocess import decode_image, preprocess
-
-    data = ctx.blobs.get(blob_key)
-    img = decode_image(data, max_pixels=ctx.settings.max_pixels)
-    return preprocess(img, cfg)
 
 
 class StageRunner:
@@ -111,17 +113,30 @@ class StageRunner:
         return bool(sub.audit and sub.s2 is None and early)
 
     def _claim(self, session: Session, ids: Sequence[str]) -> list[Submission]:
-        """Load the batch's submissions and count this attempt (poison-image protection)."""
-        session.execute(
-            update(Submission)
-            .where(Submission.id.in_(ids))
-            .values(attempts=Submission.attempts + 1)
+        """Count this attempt and load the batch in one statement, committed at once
+        (poison-image protection: a batch that kills the worker is still counted)."""
+        subs = list(
+            session.scalars(
+                update(Submission)
+                .where(Submission.id.in_(ids))
+                .values(attempts=Submission.attempts + 1)
+                .returning(Submission),
+                execution_options={"synchronize_session": False},
+            )
         )
         session.commit()
-        subs = session.scalars(
-            select(Submission).where(Submission.id.in_(ids)).options(selectinload(Submission.image))
-        ).all()
-        return list(subs)
+        return subs
+
+    def _stored_images(self, session: Session, todo: list[Submission]) -> list[StoredImage]:
+        """The image rows of ``todo`` in one read, as plain values for the reader threads."""
+        shas = {s.image_sha256 for s in todo}
+        rows = session.execute(
+            select(Image.sha256, Image.blob_key, Image.width, Image.height).where(
+                Image.sha256.in_(shas)
+            )
+        )
+        by_sha = {r.sha256: StoredImage(r.sha256, r.blob_key, r.width, r.height) for r in rows}
+        return [by_sha[s.image_sha256] for s in todo]
 
     # -- the batch -------------------------------------------------------------------------
     def run(self, ids: Sequence[str]) -> BatchOutcome:
@@ -141,22 +156,26 @@ class StageRunner:
                     todo.append(sub)
             if todo:
                 self._score_and_route(session, todo, out)
-            if todo:
-                out.dollars = record_batch(
-                    session,
-                    stage=self.name,
-                    size=len(todo),
-                    device_seconds=out.device_seconds,
-                    decode_seconds=out.decode_seconds,
-                    settings=self.ctx.settings,
-                    worker=self.worker,
-                )
+                self._record(session, todo, out)
             session.commit()
         self._observe(out, len(todo), time.perf_counter() - started)
         return out
 
+    def _record(self, session: Session, todo: list[Submission], out: BatchOutcome) -> None:
+        """What the batch writes besides the submissions and their review items, in the same
+        transaction: its cost."""
+        out.dollars = record_batch(
+            session,
+            stage=self.name,
+            size=len(todo),
+            device_seconds=out.device_seconds,
+            decode_seconds=out.decode_seconds,
+            settings=self.ctx.settings,
+            worker=self.worker,
+        )
+
     def _score_and_route(self, session: Session, todo: list[Submission], out: BatchOutcome) -> None:
-        tensors, good = self._decode(todo, out)
+        tensors, good = self._decode(session, todo, out)
         if not good:
             return
         scores = self._predict(np.stack(tensors), good, out)
@@ -168,21 +187,32 @@ class StageRunner:
             if self.stage == 1:
                 self._route1(sub, float(score), ts, now, out)
             else:
-                self._route2(session, sub, float(score), ts, now, out)
+                self._route2(sub, float(score), ts, now, out)
+        open_reviews(session, out.reviews, at=now)
 
     def _decode(
-        self, todo: list[Submission], out: BatchOutcome
+        self, session: Session, todo: list[Submission], out: BatchOutcome
     ) -> tuple[list[np.ndarray], list[Submission]]:
+        """Each image's input tensor from its derivative, in the reader threads."""
         t0 = time.perf_counter()
-        cfg = self.engine.preprocess
-        futures = [self._pool.submit(_decode_one, self.ctx, s.image.blob_key, cfg) for s in todo]
+        cfg, limit = self.engine.preprocess, self.ctx.settings.max_pixels
+        futures = [
+            self._pool.submit(stage_input, self.ctx.blobs, stored, cfg, max_pixels=limit)
+            for stored in self._stored_images(session, todo)
+        ]
         tensors, good = [], []
         for sub, fut in zip(todo, futures, strict=True):
             try:
-                tensors.append(fut.result())
-                good.append(sub)
+                tensor, original = fut.result()
             except Exception as exc:  # one bad image never takes its batch down
                 self._fail(sub, f"could not decode the stored image: {exc}", out)
+                continue
+            tensors.append(tensor)
+            good.append(sub)
+            out.originals += original
+        if out.originals:
+            log.info("%s: %d of %d inputs read from the original (no usable derivative)",
+                     self.name, out.originals, len(todo))  # fmt: skip
         out.decode_seconds = time.perf_counter() - t0
         return tensors, good
 
@@ -247,7 +277,6 @@ class StageRunner:
 
     def _route2(
         self,
-        session: Session,
         sub: Submission,
         s2: float,
         ts: ThresholdSet,
@@ -260,13 +289,13 @@ class StageRunner:
             route = route_stage2(s2, ts)
             if route is Route.REVIEW:
                 sub.route = Route.REVIEW
-                open_review(session, sub, reason=ReviewReason.ESCALATION,
-                            labels_required=self._labels_required(), at=now)  # fmt: skip
+                out.reviews.append(
+                    ReviewRequest(sub, ReviewReason.ESCALATION, self._labels_required())
+                )
                 return
             self._decide(sub, route, Decider.STAGE2, now, out)
         if sub.audit:
-            open_review(session, sub, reason=ReviewReason.AUDIT,
-                        labels_required=self._labels_required(), at=now)  # fmt: skip
+            out.reviews.append(ReviewRequest(sub, ReviewReason.AUDIT, self._labels_required()))
 
     def _observe(self, out: BatchOutcome, size: int, seconds: float) -> None:
         if size:

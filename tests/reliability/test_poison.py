@@ -1,6 +1,6 @@
 """A poison image: bytes that passed the upload check but crash the decoder in the worker (the
-stored blob was damaged after intake). It ends in ``error`` with a message; its batch-mates are
-decided as usual."""
+stored blobs, derivative and original, were damaged after intake). It ends in ``error`` with a
+message; its batch-mates are decided as usual."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cascade.blobs import BlobStore
 from cascade.context import Context
 from cascade.db.schema import Image, State, Submission
 from services.app import create_app
@@ -35,8 +36,10 @@ def test_poison_image_errors_and_its_batch_is_decided(stack_settings, make_stack
     with ctx.sessions() as session:
         image = session.get(Submission, poison).image  # type: ignore[union-attr]
         blob_key = session.get(Image, image.sha256).blob_key  # type: ignore[union-attr]
-    blob = Path(settings.blobs) / blob_key
-    blob.write_bytes(blob.read_bytes()[:60])  # a valid PNG header, then nothing
+    # The worker reads the derivative and falls back to the original: damage both.
+    for key in (blob_key, BlobStore.derivative_key_for(image.sha256)):
+        blob = Path(settings.blobs) / key
+        blob.write_bytes(blob.read_bytes()[:60])  # a valid header, then nothing
     make_stack(settings, web=False, beat=False)
     wait_all_final(ctx, ids, 120, "the poisoned batch decided")
     subs = final_states(ctx, ids)
