@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -137,6 +138,14 @@ class Image(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# A decision the roll-ups do not yet count as it is (the partial index's predicate, per dialect;
+# ``cascade.rollup.unrolled()`` renders the same expression, so the planners match them).
+UNROLLED_SQLITE = "decided_at IS NOT rolled_decided_at OR decided_by IS NOT rolled_decided_by"
+UNROLLED_POSTGRESQL = (
+    "decided_at IS DISTINCT FROM rolled_decided_at OR decided_by IS DISTINCT FROM rolled_decided_by"
+)
+
+
 class Submission(Base):
     """One request to moderate one image, and everything the cascade did with it."""
 
@@ -147,6 +156,32 @@ class Submission(Base):
         # Covers the dashboard's windowed counts (decider shares, audit rate) and latency
         # samples, so they read the index only, never the table (cascade/stats.py).
         Index("ix_submissions_decided_cover", "decided_at", "decided_by", "audit", "created_at"),
+        # Decisions the roll-ups do not count as they are now (cascade/rollup.py): small, so the
+        # dashboard's correction for them and the roll-up sweep read only these.
+        Index(
+            "ix_submissions_unrolled",
+            "decided_at",
+            "decided_by",
+            "rolled_decided_at",
+            "rolled_decided_by",
+            "audit",
+            "created_at",
+            "id",
+            sqlite_where=text(UNROLLED_SQLITE),
+            postgresql_where=text(UNROLLED_POSTGRESQL),
+        ),
+        # The audit sample the retune loads (feedback/store.py): a range of created_at over the
+        # audited rows only, with the columns it reads.
+        Index(
+            "ix_submissions_audit_sample",
+            "created_at",
+            "id",
+            "s1",
+            "s2",
+            "audit_p",
+            sqlite_where=text("audit IS 1"),
+            postgresql_where=text("audit IS true"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -173,6 +208,10 @@ class Submission(Base):
     decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
     callback_sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
     callback_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # What the roll-ups count for this submission (cascade/rollup.py): equal to decided_at /
+    # decided_by once rolled up; a decision made or corrected since differs until applied.
+    rolled_decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    rolled_decided_by: Mapped[str | None] = mapped_column(String(8), nullable=True)
 
     image: Mapped[Image] = relationship()
 
@@ -190,13 +229,26 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# The review queue's order and the lease columns, so that a claim reads one index only.
+QUEUE_ORDER_AND_LEASE = ("priority", "created_at", "id", "lease_owner", "lease_expires_at")
+
+
 class ReviewItem(Base):
     """A submission waiting for human labels, with a lease so two moderators never collide."""
 
     __tablename__ = "review_items"
     __table_args__ = (
         UniqueConstraint("submission_id", name="uq_review_submission"),
-        Index("ix_review_state_priority", "state", "priority", "created_at"),
+        # The queue (cascade/review.py): next items in order, with the lease columns, so a
+        # claim reads this index only, however many items wait.
+        Index("ix_review_queue", "state", *QUEUE_ORDER_AND_LEASE),
+        # The same order within one reason (an audit's turn) and the backlog counts by reason.
+        Index("ix_review_queue_reason", "state", "reason", *QUEUE_ORDER_AND_LEASE),
+        # The item a moderator already holds.
+        Index("ix_review_lease_owner", "lease_owner", "state", "lease_expires_at"),
+        # "Has this submission its final label?" from the index alone (the audit sample and
+        # its complete window, feedback/store.py).
+        Index("ix_review_submission_label", "submission_id", "state", "final_label"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -301,3 +353,45 @@ class BatchRecord(Base):
     decode_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     worker: Mapped[str] = mapped_column(String(120), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class DecisionRollup(Base):
+    """Decided images per time cell (``grain_s`` seconds from ``start_s``, epoch seconds, UTC),
+    decider and audit flag. Maintained by ``cascade.rollup``; never recomputed from raw rows."""
+
+    __tablename__ = "decision_rollup"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 (SQLAlchemy reads it once)
+
+    grain_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_s: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    decider: Mapped[str] = mapped_column(String(8), primary_key=True)
+    audit: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    decided: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LatencyRollup(Base):
+    """Upload-to-decision latencies per time cell as a log-bucket sketch (``cascade.sketch``):
+    ``n`` decisions of the cell fell in ``bucket``."""
+
+    __tablename__ = "latency_rollup"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 (SQLAlchemy reads it once)
+
+    grain_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_s: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CostRollup(Base):
+    """The cost ledger summed per time cell and bucket, added to in the same statement batch
+    as the ledger's minute (``cascade.cost.add_to_ledger``)."""
+
+    __tablename__ = "cost_rollup"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 (SQLAlchemy reads it once)
+
+    grain_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_s: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(16), primary_key=True)
+    images: Mapped[int] = mapped_column(BigInteger, default=0)
+    device_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    dollars: Mapped[float] = mapped_column(Float, default=0.0)

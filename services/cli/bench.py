@@ -35,10 +35,10 @@ BENCHES: dict[str, tuple[str, str, str]] = {
         "Certified thresholds vs the true optimum: cost, violations, fallbacks, drift alarms.",
     ),
     "load": ("services.bench.load", "load", "2x capacity for 60 s, a fault: held, p99, lost."),
-    "dashboard": (
-        "services.bench.dashboard",
-        "dashboard",
-        "Dashboard data endpoints over 1,000,000 generated decisions.",
+    "scale": (
+        "services.bench.scale",
+        "scale",
+        "Dashboard, review queue, retune, near-duplicates at 10,000,000 decisions (SQLite, PG).",
     ),
 }
 

@@ -1,13 +1,15 @@
 """Built-in cost dashboard: one server-rendered page (ops, read-only) drawing charts from JSON
 endpoints under ``/dashboard/api/``. Admins also get approve/rollback buttons that call the
-threshold endpoints of the feedback API. Numbers come from ``cascade.stats``."""
+threshold endpoints of the feedback API. Numbers come from ``cascade.stats``, which reads the
+roll-ups (``cascade.rollup``), so every window costs about the same at any number of decisions;
+nothing is cached between requests, so every figure is exact when it is drawn."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, render_template, request, url_for
 
 from cascade import stats
 from cascade.db.schema import Role
@@ -23,7 +25,14 @@ bp = Blueprint(
     static_folder="static",
 )
 
-SPANS_S = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+SPANS_S = {
+    "1h": 3600,
+    "6h": 6 * 3600,
+    "24h": 86400,
+    "7d": 7 * 86400,
+    "30d": 30 * 86400,
+    "90d": 90 * 86400,  # daily roll-ups: still there after the raw rows are pruned
+}
 DEFAULT_SPAN = "24h"
 
 
@@ -33,15 +42,6 @@ def window_from_request() -> stats.Window:
     if span not in SPANS_S:
         raise BadRequest(f"span must be one of {', '.join(SPANS_S)}, not {span!r}")
     return stats.make_window(end=datetime.now(UTC), span_s=SPANS_S[span])
-
-
-def slot_cache() -> stats.SlotCache:
-    """This app's cache of settled time slots (one per app, so one per database)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    cache = app.extensions.get("cascade_slot_cache")
-    if cache is None:
-        cache = app.extensions.setdefault("cascade_slot_cache", stats.SlotCache())
-    return cast(stats.SlotCache, cache)
 
 
 @bp.get("")
@@ -66,7 +66,7 @@ def api_cost() -> dict[str, Any]:
     """Cost per image (compute/human/error), images/s, shares, rates, spend summary."""
     window = window_from_request()
     session = db()
-    data = stats.cost_and_volume(session, window=window, cache=slot_cache())
+    data = stats.cost_and_volume(session, window=window)
     totals = data["totals"]
     data["summary"] = stats.spend_summary(
         session,
@@ -84,7 +84,7 @@ def api_latency() -> dict[str, Any]:
     """Upload-to-decision latency p50/p95/p99 over time."""
     window = window_from_request()
     session = db()
-    data = stats.latency(session, window=window, cache=slot_cache())
+    data = stats.latency(session, window=window)
     data["changes"] = stats.threshold_changes(session, start=window.start, end=window.end)
     return data
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cascade.context import Context
-from services.bench.dashboard_data import Generated
+from services.bench.scale_data import Generated
 from tests.dashboard.conftest import PASSWORD, make_user
 from tests.web import ARTIFACTS, chromium, serve
 

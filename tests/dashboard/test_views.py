@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cascade.context import Context
-from services.bench.dashboard_data import Generated
+from services.bench.scale_data import Generated
 from tests.dashboard.conftest import make_user
 
 JSON = {"Accept": "application/json"}
@@ -45,7 +45,7 @@ def test_cost_endpoint_matches_the_generated_decisions(
 ) -> None:
     login(client, make_user(context, "ops"))
     data = client.get("/dashboard/api/cost?span=7d", headers=JSON).get_json()
-    n = generated.created.size
+    n = generated.n
     assert data["totals"]["images"] == n
     shares = data["totals"]["share"]
     for decider in ("stage1", "stage2", "human", "cache"):
@@ -65,7 +65,8 @@ def test_latency_queues_and_thresholds(client: Any, context: Context, generated:
     assert latency["samples"] > 0
     assert 0 < latency["summary"]["p50"] <= latency["summary"]["p95"] <= latency["summary"]["p99"]
     queues = client.get("/dashboard/api/queues", headers=JSON).get_json()
-    assert queues["review_backlog"] == {"escalation": 40.0}
+    waiting = int((generated.audit & ~generated.labelled).sum())
+    assert waiting > 0 and queues["review_backlog"] == {"audit": float(waiting)}
     assert queues["review_oldest_age_s"] > 0
     thresholds = client.get("/dashboard/api/thresholds", headers=JSON).get_json()
     assert thresholds["active"] == 3
