@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from cascade import metrics
 from cascade.config import Settings
 from cascade.db.schema import BatchRecord, CostLedger, utcnow
+from cascade.rollup import add_cost
 
 BUCKETS = ("stage1", "stage2", "human", "error")
 
@@ -49,9 +50,10 @@ def add_to_ledger(
     device_seconds: float = 0.0,
     dollars: float = 0.0,
 ) -> None:
-    """Add to the ledger row of (minute of ``at``, ``bucket``), creating it if needed.
+    """Add to the ledger row of (minute of ``at``, ``bucket``), creating it if needed, and to
+    its roll-up cells (``cascade.rollup``) in the same transaction.
 
-    One upsert statement, so concurrent workers add rather than overwrite.
+    Upsert statements, so concurrent workers add rather than overwrite.
     """
     if bucket not in BUCKETS:
         raise ValueError(f"unknown ledger bucket {bucket!r}; expected one of {BUCKETS}")
@@ -74,6 +76,10 @@ def add_to_ledger(
         },
     )
     session.execute(stmt)
+    add_cost(
+        session, bucket=bucket, at=at, images=images, device_seconds=device_seconds,
+        dollars=dollars,
+    )  # fmt: skip
 
 
 def record_batch(
