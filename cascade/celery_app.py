@@ -7,8 +7,10 @@ base class reads batch sizes from it and builds its per-process runtime from it.
 
 Reliability: ``acks_late`` + ``task_reject_on_worker_lost`` mean a message is acknowledged only
 after its batch was written; a worker killed mid-batch leaves its messages unacknowledged, and
-Redis hands them out again after ``visibility_timeout``. Every write is idempotent (state
-checks, unique constraints), so a redelivered image is never decided twice.
+Redis hands them out again after ``visibility_timeout``. On a Redis broker the transport is
+``cascade.broker`` (kombu's, with an atomic hand-over: a worker killed while a message is on its
+way to it cannot lose it). Every write is idempotent (state checks, unique constraints), so a
+redelivered image is never decided twice.
 
 GPU workers: CUDA cannot be initialised before a prefork fork. Stage workers therefore run the
 ``solo`` pool (one process per GPU, batching gives the parallelism) and load their engine lazily
@@ -24,6 +26,8 @@ from cascade import queues
 from cascade.config import Settings
 from cascade.tasknames import ROUTES
 
+REDIS_SCHEMES = ("redis://", "rediss://")
+
 
 def create_celery(settings: Settings) -> Celery:
     """A configured Celery app for ``settings`` (producers and workers alike)."""
@@ -32,6 +36,8 @@ def create_celery(settings: Settings) -> Celery:
             "CASCADE_BROKER_URL is not set; `cascade up` starts a local Redis and sets it for you"
         )
     app = Celery("cascade", broker=settings.broker_url, backend=settings.result_backend)
+    if settings.broker_url.startswith(REDIS_SCHEMES):
+        app.conf.broker_transport = "cascade.broker:Transport"
     batch_max = max(settings.stage1_batch_size, settings.stage2_batch_size)
     restore_every = max(1, min(10, settings.broker_visibility_timeout_s // 5))
     app.conf.update(

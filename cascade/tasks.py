@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task, shared_task
+from celery import Celery, Task, shared_task
 from celery_batches import Batches
 
 from cascade import maintenance
@@ -44,6 +44,7 @@ class StageTask(Batches, RuntimeTask):  # type: ignore[misc]
 
     abstract = True
     stage = 0  # set per task
+    _tref: Any  # celery-batches' flush timer (set in its __init__)
 
     @property
     def flush_every(self) -> int:  # type: ignore[override]
@@ -54,6 +55,38 @@ class StageTask(Batches, RuntimeTask):  # type: ignore[misc]
     def flush_interval(self) -> float:  # type: ignore[override]
         s = settings_of(self.app)
         return s.stage1_flush_interval_s if self.stage == 1 else s.stage2_flush_interval_s
+
+    def Strategy(self, task: Task, app: Celery, consumer: Any) -> Any:
+        """Called each time the worker's consumer (re)connects. After a lost connection Celery
+        has cleared the event loop's timers (``celery.worker.loops.asynloop``), so the flush
+        timer celery-batches believes is running is gone: it would then flush only on every
+        ``flush_every``-th message and a half-full batch would wait for ever. Forget the timer
+        and what was buffered on the lost connection (those messages cannot be acknowledged
+        any more; the broker hands them out again)."""
+        self._forget_buffer()
+        return super().Strategy(task, app, consumer)
+
+    def _forget_buffer(self) -> None:
+        if self._tref is not None:
+            self._tref.cancel()
+            self._tref = None
+        dropped = 0
+        for held in (self._buffer, self._pending):
+            while not held.empty():
+                held.get_nowait()
+                dropped += 1
+        if dropped:
+            log.warning("stage %d: dropped %d messages buffered on a lost connection; the "
+                        "broker delivers them again", self.stage, dropped)  # fmt: skip
+
+    def flush_now(self) -> int:
+        """Run what the buffer holds now, before the worker stops (its connection is still
+        open, so the batch is acknowledged); returns how many messages were held."""
+        held = int(self._buffer.qsize() + self._pending.qsize())
+        if held:
+            log.info("stage %d: flushing %d buffered messages before stopping", self.stage, held)
+            self._do_flush()
+        return held
 
     def run_batch(self, requests: list[Any]) -> None:
         """Run the batch; send its follow-ups after the commit."""

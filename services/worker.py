@@ -11,7 +11,8 @@ import logging
 import os
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
+from celery.worker import state as worker_state
 
 import cascade.tasks  # noqa: F401  (the stage, callback and maintenance tasks attach to the app)
 import feedback.tasks  # noqa: F401  (the feedback tasks attach to the app)
@@ -27,15 +28,35 @@ from cascade.tasknames import (
     REQUEUE_STALE_TASK,
     RETUNE_TASK,
 )
+from cascade.tasks import StageTask
 
 log = logging.getLogger(__name__)
 
 READY_MESSAGE = "cascade worker ready"
 
 
+class FlushBatchesOnStop(bootsteps.StartStopStep):  # type: ignore[misc]
+    """On a warm shutdown (SIGTERM), run the batches a stage worker still buffers while its
+    connection is open, so they are decided and acknowledged now instead of coming back from
+    the broker later. Not on a reconnect: a lost connection's messages cannot be acknowledged
+    (``StageTask.Strategy`` forgets them)."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def stop(self, c: Any) -> None:
+        if worker_state.should_stop is None or worker_state.should_terminate is not None:
+            return
+        for task in c.app.tasks.values():
+            if isinstance(task, StageTask):
+                task.flush_now()
+
+    shutdown = stop
+
+
 def build_app(settings: Settings) -> Celery:
     """The app workers and beat run: configured from ``settings``, with every task."""
     app = create_celery(settings)
+    app.steps["consumer"].add(FlushBatchesOnStop)
     app.set_default()
     return app
 

@@ -1,0 +1,295 @@
+"""Celery's Redis transport with an atomic hand-over of each message to its consumer.
+
+Why: kombu's Redis transport takes a message with ``BRPOP`` and only then, in a second command,
+records it as unacknowledged (``HSET unacked``). Between the two the message exists only in the
+consumer's socket: Redis answered the ``BRPOP`` and no longer has it. A worker SIGKILLed (or an
+evicted pod) in that moment loses the message for good — neither the queue nor the unacked hash
+holds it, so no visibility timeout ever brings it back. The moment is not short: a stage worker
+sends its next ``BRPOP`` and then runs a whole batch from the flush timer before it reads the
+answer, and when its prefetch is full it leaves the answer unread on purpose. That is how one
+image in ``cascade bench load`` was accepted and never decided.
+
+Here a message never leaves Redis on its own: it is *moved* (``BLMOVE``, or ``BRPOPLPUSH`` on
+Redis < 6.2, or an atomic Lua claim when a consumer reads several queues) from its queue to an
+in-flight list of that consumer, and the step that records it as unacknowledged removes it from
+the in-flight list in the same ``MULTI``. Each consumer keeps an ``alive`` key with a TTL of the
+visibility timeout; every consumer's periodic restore pass puts the in-flight lists of consumers
+whose key has expired back on their queues, exactly as kombu's pass already does for unacked
+messages held longer than the visibility timeout. Redelivery is harmless: every write
+downstream is idempotent.
+
+Each queue is one Redis list (``priority_steps = [0]``): Cascade sends no priorities, and one key
+per queue is what makes the move a single command (and ``LLEN queue`` the whole depth).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from time import monotonic, time
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+
+log = logging.getLogger(__name__)
+
+REGISTRY_KEY = "_cascade.inflight"  # hash: in-flight list -> [queue list, consumer's alive key]
+MULTI_QUEUE_WAIT_S = 0.2  # a consumer of several queues blocks on one at a time, briefly
+
+# KEYS: queue_1, inflight_1, queue_2, inflight_2, ...  Takes the first waiting message.
+_CLAIM = """
+for i = 1, #KEYS, 2 do
+  local item = redis.call('RPOP', KEYS[i])
+  if item then
+    redis.call('LPUSH', KEYS[i + 1], item)
+    return {(i + 1) / 2, item}
+  end
+end
+return false
+"""
+
+# KEYS: alive, inflight, queue, registry. ARGV: registry field, "if-dead" or "always".
+_RESTORE = """
+if ARGV[2] == 'if-dead' and redis.call('EXISTS', KEYS[1]) == 1 then
+  return -1
+end
+local n = 0
+while true do
+  local item = redis.call('RPOP', KEYS[2])
+  if not item then break end
+  redis.call('RPUSH', KEYS[3], item)
+  n = n + 1
+end
+redis.call('HDEL', KEYS[4], ARGV[1])
+return n
+"""
+
+
+class QoS(kombu_redis.QoS):  # type: ignore[misc]
+    """Records a claimed message as unacknowledged and drops it from the in-flight list in one
+    ``MULTI``; the periodic restore pass also returns dead consumers' in-flight messages."""
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        claimed = self.channel._claimed
+        if claimed is None:  # not from our poll (e.g. a message rejected back by kombu)
+            super().append(message, delivery_tag)
+            return
+        inflight, raw = claimed
+        delivery = message.delivery_info
+        record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time()}).hset(
+                self.unacked_key, delivery_tag, record
+            ).lrem(inflight, 1, raw).execute()
+        virtual.QoS.append(self, message, delivery_tag)
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        self.channel.keep_alive(force=True)
+        self.channel.restore_orphans()
+        super().restore_visible(start=start, num=num, interval=interval)
+
+
+class Channel(kombu_redis.Channel):  # type: ignore[misc]
+    """A Redis channel whose poll moves a message into this consumer's in-flight list."""
+
+    QoS = QoS
+    priority_steps = [0]  # noqa: RUF012 (kombu's class attribute)
+    _in_poll: Any = False
+    _brpop_sent_at: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.consumer_id = uuid.uuid4().hex
+        self._claimed: tuple[str, bytes] | None = None
+        # (command, queues it reads) of each poll sent and not yet answered, oldest first: a
+        # reconnect inside redis-py can leave two on one connection; answers come in order.
+        self._polls: deque[tuple[str, list[str]]] = deque()
+        self._claim_next = True  # try the non-blocking claim before blocking
+        self._alive_due = 0.0
+        self._registered_inflight: set[str] = set()
+        self._orphaned = False  # our in-flight lists hold messages whose answer was lost
+        self._blmove: bool | None = None
+        super().__init__(*args, **kwargs)
+        if self.global_keyprefix:
+            raise ValueError("cascade.broker does not support global_keyprefix")
+
+    # -- keys --------------------------------------------------------------------------------
+    @property
+    def alive_key(self) -> str:
+        return f"_cascade.alive{self.sep}{self.consumer_id}"
+
+    def inflight_key(self, queue: str) -> str:
+        return f"_cascade.inflight{self.sep}{queue}{self.sep}{self.consumer_id}"
+
+    @property
+    def alive_ttl_s(self) -> int:
+        return max(5, int(self.visibility_timeout))
+
+    # -- liveness and restore ----------------------------------------------------------------
+    def keep_alive(self, *, force: bool = False) -> None:
+        """Refresh this consumer's ``alive`` key and register its in-flight lists: at once for a
+        queue not registered yet (before its first poll), else every third of the TTL."""
+        queues = list(self.active_queues)
+        fresh = {self.inflight_key(q) for q in queues} - self._registered_inflight
+        if not (force or fresh or monotonic() >= self._alive_due):
+            return
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline()
+            pipe.set(self.alive_key, "1", ex=self.alive_ttl_s)
+            for queue in queues:
+                value = dumps([self._q_for_pri(queue, 0), self.alive_key])
+                pipe.hset(REGISTRY_KEY, self.inflight_key(queue), value)
+            pipe.execute()
+        self._registered_inflight.update(self.inflight_key(q) for q in queues)
+        self._alive_due = monotonic() + self.alive_ttl_s / 3
+
+    def restore_orphans(self) -> int:
+        """Put the in-flight messages of consumers that are no longer alive back on their
+        queues. Returns how many were restored."""
+        restored = 0
+        with self.conn_or_acquire() as client:
+            for field, value in (client.hgetall(REGISTRY_KEY) or {}).items():
+                inflight = bytes_to_str(field)
+                queue, alive = loads(bytes_to_str(value))
+                n = int(client.eval(_RESTORE, 4, alive, inflight, queue, REGISTRY_KEY,
+                                    inflight, "if-dead"))  # fmt: skip
+                if n > 0:
+                    log.warning("restored %d in-flight message(s) of a dead consumer to %s",
+                                n, queue)  # fmt: skip
+                    restored += n
+        return restored
+
+    def release_inflight(self) -> int:
+        """Put this consumer's own in-flight messages back (their answers will never be read:
+        the channel closes, or the connection that carried them was lost)."""
+        restored = 0
+        with self.conn_or_acquire() as client:
+            for inflight in list(self._registered_inflight):
+                queue = self._q_for_pri(inflight.split(self.sep)[1], 0)
+                restored += max(0, int(client.eval(_RESTORE, 4, self.alive_key, inflight, queue,
+                                                   REGISTRY_KEY, inflight, "always")))  # fmt: skip
+                self._registered_inflight.discard(inflight)  # unregistered: register again
+        return restored
+
+    # -- the poll ----------------------------------------------------------------------------
+    def _uses_blmove(self) -> bool:
+        if self._blmove is None:
+            with self.conn_or_acquire() as client:
+                version = str(client.info("server").get("redis_version", "0"))
+            major, minor = (int(x) for x in [*version.split("."), "0"][:2])
+            self._blmove = (major, minor) >= (6, 2)
+        return self._blmove
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        if self._orphaned or monotonic() >= self._alive_due:
+            # No poll is outstanding here, so whatever our in-flight lists hold is an answer
+            # that will never be read (a lost connection): put it back.
+            self.release_inflight()
+            self._orphaned = False
+        self.keep_alive()
+        command = self._poll_command(queues, timeout)
+        connection = self.client.connection
+        self._brpop_sent_at = monotonic()
+        connection.send_command(*command)
+        # Only now: redis-py may have reconnected inside send_command (its health check), and
+        # kombu's disconnect hook clears the poll state it finds.
+        self._polls.append((str(command[0]), [queues[0]] if command[0] != "EVAL" else queues))
+        self._in_poll = connection
+
+    def _poll_command(self, queues: list[str], timeout: float | None) -> list[Any]:
+        if self._claim_next and len(queues) > 1:
+            keys: list[str] = []
+            for queue in queues:
+                keys += [self._q_for_pri(queue, 0), self.inflight_key(queue)]
+            return ["EVAL", _CLAIM, len(keys), *keys]
+        queue = queues[0]
+        wait = self.brpop_timeout if timeout is None else timeout
+        if len(queues) > 1:
+            wait = min(wait or MULTI_QUEUE_WAIT_S, MULTI_QUEUE_WAIT_S)
+        src, dst = self._q_for_pri(queue, 0), self.inflight_key(queue)
+        if self._uses_blmove():
+            return ["BLMOVE", src, dst, "RIGHT", "LEFT", wait or 0]
+        return ["BRPOPLPUSH", src, dst, int(max(1, wait or 0))]
+
+    def _brpop_read(self, **options: Any) -> bool:
+        try:
+            command, queues = self._polls.popleft()
+            try:
+                reply = self.client.parse_response(self.client.connection, command, **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            queue, item = self._message_of(command, queues, reply)
+            if item is None:
+                self._claim_next = not self._claim_next if len(queues) > 1 else True
+                if command != "EVAL":
+                    self._queue_cycle.rotate(queue)
+                raise kombu_redis.Empty()
+            self._claim_next = True
+            self._queue_cycle.rotate(queue)
+            self._claimed = (self.inflight_key(queue), item)
+            try:
+                self.connection._deliver(loads(bytes_to_str(item)), queue)
+            finally:
+                self._claimed = None
+            return True
+        finally:
+            self._in_poll = self.client.connection if self._polls else None
+            self._flush_brpop_reauth()
+
+    @staticmethod
+    def _message_of(command: str, queues: list[str], reply: Any) -> tuple[str, bytes | None]:
+        if command == "EVAL":
+            if not reply:
+                return queues[0], None
+            index, item = reply
+            return queues[int(index) - 1], item
+        return queues[0], reply or None
+
+    def _poll_error(self, type: str, **options: Any) -> None:
+        if type == "BRPOP":
+            self._orphaned = True  # whatever the answer carried stays in our in-flight list
+            self._polls.clear()
+        super()._poll_error(type, **options)
+
+    def _on_connection_disconnect(self, connection: Any) -> None:
+        if self._polls and self._in_poll is connection:
+            self._orphaned = True
+            self._polls.clear()
+        super()._on_connection_disconnect(connection)
+
+    def close(self) -> None:
+        if not self.closed and self._registered_inflight:
+            self._return_inflight()
+        super().close()
+
+    def _return_inflight(self) -> None:
+        """At close: read what is still on its way (kombu requeues it with the unacknowledged
+        messages), then put back what our in-flight lists hold and drop our alive key."""
+        self._closing = True
+        while self._polls:
+            try:
+                self._brpop_read()
+            except kombu_redis.Empty:
+                pass
+            except self.connection_errors:
+                break
+        try:
+            self.release_inflight()
+            with self.conn_or_acquire() as client:
+                client.delete(self.alive_key)
+        except self.connection_errors:
+            log.warning("could not return in-flight messages at close; another consumer's "
+                        "restore pass will, after the visibility timeout")  # fmt: skip
+
+
+class Transport(kombu_redis.Transport):  # type: ignore[misc]
+    """kombu's Redis transport with ``cascade.broker.Channel``."""
+
+    Channel = Channel
