@@ -26,7 +26,7 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cascade import metrics
+from cascade import metrics, rollup
 from cascade.context import Context
 from cascade.cost import record_batch
 from cascade.db.schema import Image, ReviewReason, State, Submission, utcnow
@@ -163,7 +163,9 @@ class StageRunner:
 
     def _record(self, session: Session, todo: list[Submission], out: BatchOutcome) -> None:
         """What the batch writes besides the submissions and their review items, in the same
-        transaction: its cost."""
+        transaction: its decisions into the roll-ups (one call; idempotent, so a redelivered
+        batch adds nothing twice) and its cost."""
+        rollup.apply(session, [sub.id for sub in todo])
         out.dollars = record_batch(
             session,
             stage=self.name,
