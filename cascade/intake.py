@@ -41,6 +41,7 @@ class Accepted:
     submission: Submission
     created: bool  # False: an Idempotency-Key replay of an earlier request
     cached: bool  # True: decided at once from an earlier decision on the same image
+    callback_due: bool = False  # decided at once with a callback URL: send it after the commit
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,9 @@ def accept(
         created_at=utcnow(),
     )
     cached = _cached_decision(session, image, s.near_duplicate_distance)
+    callback_due = False
     if cached is not None:
-        finalize(sub, outcome=Outcome(cached), decider=Decider.CACHE)
+        callback_due = finalize(sub, outcome=Outcome(cached), decider=Decider.CACHE)
         metrics.observe_decision(route=cached, decider=Decider.CACHE, latency_seconds=0.0)
     # Audit sampling: a uniform draw with a known, recorded probability, for every image —
     # cache answers too (the caller then queues it for scoring), or the audit sample and the
@@ -174,7 +176,7 @@ def accept(
     sub.audit = (rng or random).random() < s.audit_rate
     session.add(sub)
     session.flush()
-    return Accepted(sub, created=True, cached=cached is not None)
+    return Accepted(sub, created=True, cached=cached is not None, callback_due=callback_due)
 
 
 def _store_image(

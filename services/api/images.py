@@ -138,6 +138,8 @@ def submit_one(ctx: Context, req: UploadRequest, index: int) -> tuple[dict[str, 
     sub = accepted.submission
     if accepted.created and (not accepted.cached or sub.audit):
         enqueue(sub.id)  # an audited cache answer is scored by every stage all the same
+    if accepted.callback_due:  # answered from the cache: its callback goes out now, not at a sweep
+        dispatcher().follow_up(callbacks=[sub.id])
     if accepted.created:
         SUBMISSIONS.labels(tenant=str(g.tenant_id)).inc()
     if accepted.cached:
