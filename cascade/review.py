@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from cascade.config import Settings
@@ -85,6 +84,30 @@ def _audit_turn(session: Session, user_id: int, audit_every: int) -> bool:
     return audit_every > 0 and given % audit_every == audit_every - 1
 
 
+def next_candidates(
+    session: Session, *, user_id: int, now: datetime, reason: str | None = None
+) -> list[int]:
+    """The first ``CANDIDATES`` free pending items in queue order (of one ``reason`` if given)
+    that this user has not labelled.
+
+    Index-only at any depth: the order and the lease columns are in ``ix_review_queue`` (or
+    ``ix_review_queue_reason``), the "not labelled by me" test is one probe of ``uq_label_once``
+    per item looked at, and the scan stops after ``CANDIDATES`` items.
+    """
+    labelled = (
+        select(Label.id)
+        .where(Label.review_item_id == ReviewItem.id, Label.user_id == user_id)
+        .exists()
+    )
+    stmt = select(ReviewItem.id).where(
+        ReviewItem.state == ReviewState.PENDING, _lease_free(now), ~labelled
+    )
+    if reason is not None:
+        stmt = stmt.where(ReviewItem.reason == reason)
+    order = (ReviewItem.priority, ReviewItem.created_at, ReviewItem.id)
+    return list(session.scalars(stmt.order_by(*order).limit(CANDIDATES)))
+
+
 def claim_next(
     session: Session,
     *,
@@ -96,7 +119,8 @@ def claim_next(
     """The item this moderator should label now, leased to them; None when the queue is empty.
 
     An item they already hold comes back (a reload does not take a second one); items they
-    have labelled or skipped never do (double labelling needs two different people).
+    have labelled or skipped never do (double labelling needs two different people). On an
+    audit's turn the oldest free audits are tried first, then the queue in its usual order.
     """
     now = now or utcnow()
     held = session.scalars(
@@ -106,29 +130,19 @@ def claim_next(
             ReviewItem.state == ReviewState.PENDING,
             ReviewItem.lease_expires_at > now,
         )
-        .order_by(ReviewItem.id)
+        .order_by(ReviewItem.lease_expires_at)  # the order of ix_review_lease_owner: no sort
     ).first()
     if held is not None and try_lease(
         session, item_id=held, user_id=user_id, lease_s=lease_s, now=now
     ):
         return session.get(ReviewItem, held, populate_existing=True)
-    order: list[Any] = [ReviewItem.priority, ReviewItem.created_at, ReviewItem.id]
+    turns: list[str | None] = [None]
     if _audit_turn(session, user_id, audit_every):
-        order.insert(0, case((ReviewItem.reason == ReviewReason.AUDIT, 0), else_=1))
-    mine = select(Label.review_item_id).where(Label.user_id == user_id)
-    candidates = session.scalars(
-        select(ReviewItem.id)
-        .where(
-            ReviewItem.state == ReviewState.PENDING,
-            _lease_free(now),
-            ReviewItem.id.not_in(mine),
-        )
-        .order_by(*order)
-        .limit(CANDIDATES)
-    ).all()
-    for item_id in candidates:
-        if try_lease(session, item_id=item_id, user_id=user_id, lease_s=lease_s, now=now):
-            return session.get(ReviewItem, item_id, populate_existing=True)
+        turns.insert(0, ReviewReason.AUDIT)
+    for reason in turns:
+        for item_id in next_candidates(session, user_id=user_id, now=now, reason=reason):
+            if try_lease(session, item_id=item_id, user_id=user_id, lease_s=lease_s, now=now):
+                return session.get(ReviewItem, item_id, populate_existing=True)
     return None
 
 

@@ -26,7 +26,11 @@ class LabelPair:
 
 
 def queue_counts(db: Session, now: datetime) -> dict[str, int]:
-    """Waiting items by reason, leased now, conflicts."""
+    """Waiting items by reason, leased now, conflicts.
+
+    Each count reads an index only (``cascade.db.schema.ReviewItem``): by reason within the
+    pending range of ``ix_review_queue_reason``; leased ones among the few items that have a
+    lease owner (``ix_review_lease_owner``), not among every waiting item."""
     rows = db.execute(
         select(ReviewItem.reason, func.count())
         .where(ReviewItem.state == ReviewState.PENDING)
@@ -37,7 +41,9 @@ def queue_counts(db: Session, now: datetime) -> dict[str, int]:
     counts["leased"] = int(
         db.scalar(
             select(func.count()).where(
-                ReviewItem.state == ReviewState.PENDING, ReviewItem.lease_expires_at > now
+                ReviewItem.lease_owner.is_not(None),
+                ReviewItem.state == ReviewState.PENDING,
+                ReviewItem.lease_expires_at > now,
             )
         )
         or 0
