@@ -12,9 +12,10 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from cascade import metrics, queues
+from cascade import metrics, queues, rollup
 from cascade.context import Context
 from cascade.db.schema import PENDING_STATES, State, Submission, utcnow
+from cascade.db.session import session_scope
 from cascade.dispatch import Dispatcher
 from cascade.stats import active_threshold_version, review_backlog
 from cascade.tasknames import CALLBACK_TASK, stage_task
@@ -90,3 +91,15 @@ def requeue_stale(context: Context, dispatcher: Dispatcher, older_than_s: int) -
         log.warning("requeued %d stale submissions, %d undelivered callbacks",
                     len(rows), len(undelivered))  # fmt: skip
     return len(sends)
+
+
+def roll_up(context: Context, *, limit: int = 20_000) -> int:
+    """Roll up the decisions the stage workers did not (human labels, cache hits, corrections;
+    ``cascade.rollup.catch_up``), ``limit`` rows a transaction, until none is left."""
+    total = 0
+    while True:
+        with session_scope(context.sessions) as session:
+            n = rollup.catch_up(session, limit=limit)
+        total += n
+        if n < limit:
+            return total

@@ -21,6 +21,7 @@ from cascade.tasknames import (
     REFRESH_GAUGES_TASK,
     REQUEUE_STALE_TASK,
     REQUEUE_TASK,
+    ROLL_UP_TASK,
     STAGE1_TASK,
     STAGE2_TASK,
 )
@@ -160,3 +161,9 @@ def refresh_gauges() -> None:
     """Queue depths, review backlog and the active version, for Prometheus."""
     runtime = refresh_gauges.runtime
     maintenance.refresh_gauges(runtime.ctx, maintenance.broker_lists(runtime.settings.broker_url))
+
+
+@shared_task(name=ROLL_UP_TASK, base=RuntimeTask)
+def roll_up() -> int:
+    """Roll up decisions made outside the stage workers (``cascade.maintenance.roll_up``)."""
+    return maintenance.roll_up(roll_up.runtime.ctx)

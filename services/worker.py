@@ -27,6 +27,7 @@ from cascade.tasknames import (
     REFRESH_GAUGES_TASK,
     REQUEUE_STALE_TASK,
     RETUNE_TASK,
+    ROLL_UP_TASK,
 )
 from cascade.tasks import StageTask
 
@@ -72,6 +73,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "args": (settings.stale_after_s,),
         },
         "refresh-gauges": {"task": REFRESH_GAUGES_TASK, "schedule": 15.0},
+        "roll-up": {"task": ROLL_UP_TASK, "schedule": 60.0},
     }
 
 
