@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from cascade import metrics
@@ -57,37 +57,38 @@ class ReviewRequest:
 
 def open_reviews(
     session: Session, requests: Sequence[ReviewRequest], *, at: datetime | None = None
-) -> list[ReviewItem]:
+) -> int:
     """The review items of a whole batch, each created once: one look-up for those that exist
     already (a redelivered batch), one bulk insert for the rest. Escalations wait on a human
-    (the submission goes to ``review``); audits don't."""
-    if not requests:
-        return []
-    at = at or utcnow()
+    (the submission goes to ``review``); audits don't. Returns how many were created."""
     ids = [r.submission.id for r in requests]
-    existing = {
-        item.submission_id: item
-        for item in session.scalars(select(ReviewItem).where(ReviewItem.submission_id.in_(ids)))
-    }
-    items: list[ReviewItem] = []
+    if not ids:
+        return 0
+    at = at or utcnow()
+    exists = set(
+        session.scalars(select(ReviewItem.submission_id).where(ReviewItem.submission_id.in_(ids)))
+    )
+    rows: list[dict[str, object]] = []
     for req in requests:
-        item = existing.get(req.submission.id)
-        if item is None:
-            # Escalations are ordered by waiting time; audits are interleaved behind them.
-            item = ReviewItem(
-                submission_id=req.submission.id,
-                reason=str(req.reason),
-                priority=0 if req.reason == ReviewReason.ESCALATION else 1,
-                labels_required=req.labels_required,
-                created_at=at,
-            )
-            existing[req.submission.id] = item
-            session.add(item)
-            metrics.REVIEW_ITEMS.labels(reason=str(req.reason)).inc()
-            if req.reason == ReviewReason.ESCALATION:
-                req.submission.state = State.REVIEW
-        items.append(item)
-    return items
+        if req.submission.id in exists:
+            continue
+        exists.add(req.submission.id)
+        # Escalations are ordered by waiting time; audits are interleaved behind them.
+        rows.append(
+            {
+                "submission_id": req.submission.id,
+                "reason": str(req.reason),
+                "priority": 0 if req.reason == ReviewReason.ESCALATION else 1,
+                "labels_required": req.labels_required,
+                "created_at": at,
+            }
+        )
+        metrics.REVIEW_ITEMS.labels(reason=str(req.reason)).inc()
+        if req.reason == ReviewReason.ESCALATION:
+            req.submission.state = State.REVIEW
+    if rows:
+        session.execute(insert(ReviewItem), rows)  # one statement, no ids read back
+    return len(rows)
 
 
 def open_review(
@@ -99,7 +100,8 @@ def open_review(
     at: datetime | None = None,
 ) -> ReviewItem:
     """The submission's review item, created once (``open_reviews`` for one submission)."""
-    return open_reviews(session, [ReviewRequest(sub, reason, labels_required)], at=at)[0]
+    open_reviews(session, [ReviewRequest(sub, reason, labels_required)], at=at)
+    return session.scalars(select(ReviewItem).where(ReviewItem.submission_id == sub.id)).one()
 
 
 def error_kind(auto: str | None, label: Outcome) -> str | None:

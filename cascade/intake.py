@@ -30,10 +30,13 @@ from cascade.context import Context
 from cascade.db.schema import Image, State, Submission, utcnow
 from cascade.decisions import finalize
 from cascade.errors import Conflict, InvalidImage, PayloadTooLarge
-from cascade.phash import dhash, distance
+from cascade.neardup import NearDuplicateIndex
+from cascade.phash import dhash
 from cascade.policy import Decider, Outcome
 from models.errors import ImageError, ImageTooLarge
 from models.preprocess import decode_image, probe_image
+
+NEAREST = 500  # near-duplicate images whose decisions are read, nearest first
 
 
 @dataclass
@@ -102,32 +105,36 @@ def _find_replay(session: Session, tenant_id: int, key: str | None, sha: str) ->
     return sub
 
 
-def _cached_decision(session: Session, image: Image, near_distance: int) -> str | None:
-    """An earlier final decision on the same (or a near-identical) image; humans win."""
-    rows: list[tuple[str | None, str | None]] = [
-        (r[0], r[1])
-        for r in session.execute(
-            select(Submission.decision, Submission.decided_by)
-            .where(Submission.image_sha256 == image.sha256, Submission.state == State.DECIDED)
-            .order_by(Submission.decided_at.desc())
-            .limit(20)
-        )
-    ]
+def _cached_decision(
+    session: Session, image: Image, near_distance: int, *, known: bool = True
+) -> str | None:
+    """An earlier final decision on the same (or a near-identical) image; humans win.
+
+    ``known``: these bytes were stored before (a new image has no decision of its own yet, so
+    its exact look-up is skipped). Near-duplicates come from the multi-index hashing look-up
+    (``cascade.neardup``), nearest first."""
+    rows = _decisions(session, [image.sha256]) if known else []
     if not rows and near_distance > 0:
-        # Near-duplicates: compare against the most recent decided images (a bounded scan:
-        # an index on the hash cannot answer "within distance d"; see the README).
-        recent = session.execute(
-            select(Submission.decision, Submission.decided_by, Image.phash)
-            .join(Image, Image.sha256 == Submission.image_sha256)
-            .where(Submission.state == State.DECIDED)
-            .order_by(Submission.decided_at.desc())
-            .limit(5000)
-        )
-        rows = [(r[0], r[1]) for r in recent if distance(r[2], image.phash) <= near_distance]
+        found = NearDuplicateIndex(session).find(image.phash, near_distance)
+        near = [m.sha256 for m in found.matches if m.sha256 != image.sha256]
+        rows = _decisions(session, near[:NEAREST]) if near else []
     human = [r[0] for r in rows if r[1] == Decider.HUMAN]
     if human:
         return str(human[0])
     return str(rows[0][0]) if rows else None
+
+
+def _decisions(session: Session, shas: list[str]) -> list[tuple[str, str]]:
+    """The latest final decisions on images ``shas``: (decision, decided_by), newest first."""
+    return [
+        (str(r[0]), str(r[1]))
+        for r in session.execute(
+            select(Submission.decision, Submission.decided_by)
+            .where(Submission.image_sha256.in_(shas), Submission.state == State.DECIDED)
+            .order_by(Submission.decided_at.desc())
+            .limit(20)
+        )
+    ]
 
 
 def accept(
@@ -164,7 +171,7 @@ def accept(
         state=State.QUEUED,
         created_at=utcnow(),
     )
-    cached = _cached_decision(session, image, s.near_duplicate_distance)
+    cached = _cached_decision(session, image, s.near_duplicate_distance, known=decoded is None)
     callback_due = False
     if cached is not None:
         callback_due = finalize(sub, outcome=Outcome(cached), decider=Decider.CACHE)

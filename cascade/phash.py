@@ -25,3 +25,14 @@ def to_signed64(value: int) -> int:
 def distance(a: int, b: int) -> int:
     """Hamming distance between two hashes as stored (signed or not)."""
     return ((a ^ b) & ((1 << 64) - 1)).bit_count()
+
+
+BANDS = 4  # the hash cut into four bands of 16 bits for the near-duplicate index
+BAND_BITS = 64 // BANDS
+BAND_MASK = (1 << BAND_BITS) - 1
+
+
+def bands_of(value: int) -> tuple[int, ...]:
+    """The hash's ``BANDS`` bands, most significant first, each an unsigned ``BAND_BITS``-bit
+    integer (the same bits whether ``value`` is stored signed or not)."""
+    return tuple((value >> (BAND_BITS * (BANDS - 1 - i))) & BAND_MASK for i in range(BANDS))

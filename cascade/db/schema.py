@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from cascade.phash import bands_of
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -123,13 +125,31 @@ class ApiKey(Base):
     tenant: Mapped[Tenant] = relationship()
 
 
+def _band(i: int) -> Any:
+    """The default of band column ``i``: that band of the row's ``phash``, so no insert path
+    can leave the near-duplicate index out of step with the hash."""
+
+    def default(context: Any) -> int:
+        return bands_of(context.get_current_parameters()["phash"])[i]
+
+    return default
+
+
 class Image(Base):
-    """Image bytes live in the blob store under ``blob_key``; this row is their index."""
+    """Image bytes live in the blob store under ``blob_key`` (the original) and under
+    ``BlobStore.derivative_key_for(sha256)`` (the pixels the stages read); this row is their
+    index."""
 
     __tablename__ = "images"
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    phash: Mapped[int] = mapped_column(BigInteger, index=True)
+    phash: Mapped[int] = mapped_column(BigInteger)
+    # ``phash`` in four 16-bit bands, each indexed: the near-duplicate index (multi-index
+    # hashing, cascade/neardup.py).
+    phash_b0: Mapped[int] = mapped_column(Integer, default=_band(0), index=True)
+    phash_b1: Mapped[int] = mapped_column(Integer, default=_band(1), index=True)
+    phash_b2: Mapped[int] = mapped_column(Integer, default=_band(2), index=True)
+    phash_b3: Mapped[int] = mapped_column(Integer, default=_band(3), index=True)
     size_bytes: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
