@@ -3,7 +3,8 @@
 ```
 <model_dir>/stage1/ and <model_dir>/stage2/, each holding
     meta.json        timm model name (+ constructor kwargs), stage, PreprocessConfig, class names, temperature,
-                     training metrics, data fingerprint, created_at
+                     training metrics (with the quality gate's verdict, ``metrics.quality``),
+                     data fingerprint, created_at
     model.pt         PyTorch state dict (the reference; TorchEngine)
     model.onnx       FP32 graph, dynamic batch, output = logits [N, 2] (OnnxEngine)
     model.int8.onnx  optional: QDQ INT8 graph (OnnxEngine kind "onnx-int8")
@@ -101,7 +102,14 @@ def write_meta(directory: Path, meta: StageMeta) -> None:
     os.replace(tmp, directory / META)
 
 
-def read_meta(directory: Path | str) -> StageMeta:
+class ModelRefused(ModelArtifactError):
+    """The stage was refused by the quality gate (``models.quality``) and nobody forced it."""
+
+
+def read_meta(directory: Path | str, *, refused_ok: bool = False) -> StageMeta:
+    """The stage's ``meta.json``. Every engine reads it before loading weights, so refusing a
+    gated-and-refused model here keeps it out of workers, benchmarks and the demo; training,
+    export and the gate itself read with ``refused_ok=True``."""
     path = Path(directory) / META
     if not path.is_file():
         raise ModelArtifactError(
@@ -114,6 +122,13 @@ def read_meta(directory: Path | str) -> StageMeta:
         raise ModelArtifactError(f"{path} is not a valid model meta file: {exc}") from exc
     if tuple(meta.class_names) != CLASS_NAMES:
         raise ModelArtifactError(f"{path}: class names must be {list(CLASS_NAMES)}")
+    quality = meta.metrics.get("quality") or {}
+    if not refused_ok and quality.get("passed") is False and not quality.get("forced"):
+        reasons = "; ".join(quality.get("reasons", [])) or "no reason recorded"
+        raise ModelRefused(
+            f"{path}: stage {meta.stage} was refused by the quality gate ({reasons}). Retrain "
+            "it, or accept it for an experiment with `cascade export --force`."
+        )
     return meta
 
 
@@ -122,6 +137,12 @@ def require_file(directory: Path | str, name: str, hint: str) -> Path:
     if not path.is_file():
         raise ModelArtifactError(f"{path} not found; {hint}")
     return path
+
+
+def remove_exports(directory: Path) -> None:
+    """Delete exported graphs and engines: after retraining they belong to other weights."""
+    for name in (ONNX, ONNX_INT8, ONNX_FP16, PLAN):
+        (Path(directory) / name).unlink(missing_ok=True)
 
 
 def save_weights(directory: Path, model: nn.Module) -> Path:
@@ -133,11 +154,11 @@ def save_weights(directory: Path, model: nn.Module) -> Path:
     return path
 
 
-def load_model(directory: Path | str) -> nn.Module:
+def load_model(directory: Path | str, *, refused_ok: bool = False) -> nn.Module:
     """The stage's PyTorch model in eval mode, rebuilt from ``meta.json`` + ``model.pt``."""
     import torch
 
-    meta = read_meta(directory)
+    meta = read_meta(directory, refused_ok=refused_ok)
     path = require_file(directory, WEIGHTS, "the PyTorch weights are written by training.")
     model = create_model(meta.model_name, model_kwargs=meta.model_kwargs)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -14,6 +14,9 @@ from scipy.optimize import minimize_scalar
 
 from models.engines.base import block_probability
 
+# The search range of the temperature; a fit that lands on either edge is refused by the gate.
+TEMPERATURE_RANGE = (0.05, 20.0)
+
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     p = np.clip(block_probability(logits, temperature).astype(np.float64), 1e-12, 1 - 1e-12)
@@ -26,7 +29,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         return 1.0
     res = minimize_scalar(
         lambda log_t: nll(logits, labels, float(np.exp(log_t))),
-        bounds=(np.log(0.05), np.log(20.0)),
+        bounds=(np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1])),
         method="bounded",
     )
     return float(np.exp(res.x))
@@ -64,3 +67,21 @@ def calibration_report(
         "ece_before": round(expected_calibration_error(before, labels), 4),
         "ece_after": round(expected_calibration_error(after, labels), 4),
     }
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
+    """Reliability-diagram points: per equal-width bin of P(block), the images in it, their
+    mean score and the observed share of harmful ones (a calibrated model lies on y = x)."""
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
+    idx = np.clip((probs * bins).astype(int), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            out.append({
+                "bin": [b / bins, (b + 1) / bins],
+                "n": int(sel.sum()),
+                "mean_score": round(float(probs[sel].mean()), 4),
+                "harmful_share": round(float(labels[sel].mean()), 4),
+            })  # fmt: skip
+    return out

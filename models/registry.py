@@ -28,10 +28,10 @@ class StageSpec:
     stage: int
     model_name: str
     size: int
-    epochs: int = 10
+    epochs: int = 10  # the schedule always runs to its end; the best epoch is kept
     batch_size: int = 64
     lr: float = 2e-3
-    patience: int = 3
+    warmup: float = 0.15  # share of the schedule spent warming the learning rate up
     # Extra timm constructor arguments, e.g. width/depth multipliers of a smaller variant.
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -45,15 +45,14 @@ PRESETS: dict[str, dict[int, StageSpec]] = {
     # Stage 2 is EfficientNet-V2-B0 at half width and depth: full B0 at 128 px trains at
     # ~8 images/s on 2 busy shared cores, too slow for a demo; this one at ~27.
     "demo": {
-        1: StageSpec(1, "mobilenetv3_small_100", 64, epochs=12, batch_size=32, lr=3e-3, patience=3),
+        1: StageSpec(1, "mobilenetv3_small_050", 64, epochs=16, batch_size=64, lr=3e-3),
         2: StageSpec(
             2,
             "tf_efficientnetv2_b0",
             128,
-            epochs=6,
-            batch_size=32,
+            epochs=8,
+            batch_size=48,
             lr=2e-3,
-            patience=2,
             model_kwargs={"channel_multiplier": 0.5, "depth_multiplier": 0.5},
         ),
     },

@@ -1,54 +1,83 @@
-"""A seeded, moderation-like synthetic data set (no download possible or needed).
+"""A seeded, moderation-like synthetic world in which a two-stage cascade is the right design.
 
-The harmful cue is an *emblem*: a sign-like white disc in a red ring with a diagonal cross
-(an "X") inside. An image is ``block`` iff it carries the emblem; everything else is
-``allow``. Look-alike distractors appear in both classes, from far to close: the X-ring in blue
-or a green ring (shape right, colour wrong), an empty red ring, a bare red X, the X-ring in
-orange (hue close to red) and the red ring with an upright cross ("+", the closest: only the
-stroke angle differs). Far look-alikes are common, close ones rarer, as in real traffic.
-Backgrounds are muted gradients with colourful clutter (rarely red), some noise and blur.
+**The cue.** An image is ``block`` iff it carries the *emblem*: a sign-like white disc in a red
+ring with a diagonal cross ("X") inside. Everything else is ``allow``. Look-alikes appear in both
+classes: far ones whose *colour* differs (the X-ring in blue, a green ring), close ones that
+differ only in *shape* (the red ring with an upright cross "+", an empty red ring, a bare red X,
+the X-ring in orange). Backgrounds are muted gradients with colourful clutter (some of it red,
+but never small and round: a small red round blob is always a sign), noise and blur; files are
+JPEG or PNG, 96-640 px, some RGBA, some EXIF-rotated.
 
-Why there is a real difficulty spectrum: the emblem and its distractors vary in size (5–40 % of
-the shorter side), contrast (blended at 25–100 % opacity over a cluttered background) and
-occlusion (up to half covered). A large, opaque emblem is obvious even at 64 px. A small one is
-4–6 px across at 64 px, where an "X" and a "+" inside a ring are the same blur, but 10+ px at
-128 px, where the stroke angle is visible. So a small low-resolution screener decides most
-images and the larger, higher-resolution stage-2 model is needed for the hard tail, which is
-the regime a cascade is built for. Some images (tiny, faint *and* occluded) stay ambiguous for
-both, the share a cascade sends to humans.
+**Why three bands.** A cascade pays only where most traffic is easy for a small, low-resolution
+screener, a minority needs a bigger, higher-resolution model, and a small tail needs a person.
+Each image is drawn from one band, recorded in the manifest as ``band``; the meaning of a band is
+the same for both labels (what it takes to tell the two classes apart), so per-band accuracy
+compares like with like. Sizes are fractions of the image's *longer* side: the serving resize
+squeezes every image to a square, so a cue of fraction ``f`` spans at least ``f * S`` pixels of
+an ``S``-pixel model input.
+
+- ``easy`` — decidable at 64 px. Harmful: the emblem at 20-45 % (>= 13 px at 64 px, where the
+  stroke angle is plain), opacity 60-100 %, sometimes a quarter covered from one side. Benign: no
+  sign at all, far look-alikes at any size (colour survives any downscale), close look-alikes
+  only at that large size. It exists because most uploads are plainly fine, and a screener's
+  main job is to allow them confidently.
+- ``medium`` — needs stage 2 (128 px). Harmful: the emblem at 7.5-11.5 %; benign: a close
+  look-alike (mostly the "+" ring) at the same size and contrast. At 64 px either is a 5-7 px red
+  ring whose one-pixel inner strokes blur into the same blob; at 128 px it spans 10-15 px and
+  the X's diagonals are visible. It exists because some harmful content is small, and telling
+  it from the benign sign next to it takes resolution and capacity the screener lacks.
+- ``ambiguous`` — decidable at no resolution. A red ring-sign whose inside is covered by a
+  sticker: the X-ring (harmful) or the "+"/empty ring (benign) underneath, drawn from one and
+  the same distribution, so no model can do better than the band's base rate. It exists because
+  real queues have content only context can settle; a good model says "unsure" (a score near
+  its training base rate, here 0.5), never a confident wrong answer.
+
+**Two mixes.** ``TRAFFIC`` is what uploads look like (band shares per label; with a prevalence
+of a few percent it gives ~85 % easy, ~12 % medium, ~3 % ambiguous images, see
+:func:`band_shares`); ``TRAINING`` over-represents the harder bands and, with a prevalence of
+0.5, gives the balanced classes training wants.
 
 Layout written by ``generate_dataset``: ``allow/*.jpg|png``, ``block/*.jpg|png`` (ImageFolder)
-and ``manifest.jsonl`` with one line per image: file, label, split, difficulty, format and the
-cue parameters. Sizes are 96–640 px, formats JPEG/PNG, some RGBA, some with an EXIF rotation.
+and ``manifest.jsonl`` with one line per image: file, label, split, band, format, cue parameters.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
+import os
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageFilter
 
-GENERATOR_VERSION = 3
+from models.synthetic_draw import background, place_sign
+
+GENERATOR_VERSION = 4
+BANDS = ("easy", "medium", "ambiguous")
 SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
-# kind -> (closeness to the cue in 0..1, share among distractors)
-DISTRACTORS = {
-    "plus_ring": (0.9, 0.15),
-    "orange_x_ring": (0.7, 0.1),
-    "empty_ring": (0.5, 0.1),
-    "bare_x": (0.5, 0.1),
-    "blue_x_ring": (0.2, 0.3),
-    "green_ring": (0.1, 0.25),
+# label (harmful?) -> band -> share of that label's images
+Mix = Mapping[bool, Mapping[str, float]]
+TRAFFIC: Mix = {
+    True: {"easy": 0.5, "medium": 0.3, "ambiguous": 0.2},
+    False: {"easy": 0.87, "medium": 0.11, "ambiguous": 0.02},
 }
-_COLORS = {
-    "orange_x_ring": (240, 140, 20),
-    "blue_x_ring": (40, 70, 220),
-    "green_ring": (30, 170, 60),
+TRAINING: Mix = {
+    True: {"easy": 0.6, "medium": 0.3, "ambiguous": 0.1},
+    False: {"easy": 0.7, "medium": 0.2, "ambiguous": 0.1},
 }
+MIXES = {"traffic": TRAFFIC, "training": TRAINING}
+CLOSE = {"plus_ring": 0.55, "empty_ring": 0.15, "orange_x_ring": 0.15, "bare_x": 0.15}
+FAR = {"blue_x_ring": 0.55, "green_ring": 0.45}
+MEDIUM_BENIGN = {"plus_ring": 0.7, "empty_ring": 0.15, "orange_x_ring": 0.15}
+COVERED_BENIGN = {"plus_ring": 0.7, "empty_ring": 0.3}
+LARGE, SMALL, ANY = (0.2, 0.45), (0.075, 0.115), (0.06, 0.45)
+MIN_PER_WORKER = 200  # fewer images than this per process: not worth starting a pool
 _EXIF_ROTATIONS = {
     3: Image.Transpose.ROTATE_180,
     6: Image.Transpose.ROTATE_90,
@@ -56,132 +85,63 @@ _EXIF_ROTATIONS = {
 }
 
 
-def _color(
-    rng: np.random.Generator, base: tuple[int, int, int], jitter: int
-) -> tuple[int, int, int]:
-    return tuple(int(np.clip(c + rng.integers(-jitter, jitter + 1), 0, 255)) for c in base)  # type: ignore[return-value]
+def band_shares(prevalence: float, mix: Mix = TRAFFIC) -> dict[str, float]:
+    """Expected share of all images in each band at ``prevalence`` (share of harmful images)."""
+    return {b: prevalence * mix[True][b] + (1 - prevalence) * mix[False][b] for b in BANDS}
 
 
-def _background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
-    """A gradient with clutter: rectangles, ellipses, lines, some of them red."""
-    # Muted gradients: saturated colour belongs to objects, as in most photos.
-    a, b = (int(rng.integers(40, 220)) + rng.integers(-40, 41, 3) for _ in range(2))
-    t = (
-        np.linspace(0.0, 1.0, w)[None, :, None]
-        if rng.random() < 0.5
-        else np.linspace(0.0, 1.0, h)[:, None, None]
-    )
-    grad = np.broadcast_to(a * (1 - t) + b * t, (h, w, 3))
-    img = Image.fromarray(grad.astype(np.uint8), "RGB")
-    draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(3, 12))):
-        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
-        x1, y1 = (
-            x0 + int(rng.integers(4, max(5, w // 2))),
-            y0 + int(rng.integers(4, max(5, h // 2))),
-        )
-        fill = (
-            _color(rng, (210, 30, 30), 40)
-            if rng.random() < 0.15
-            else tuple(int(v) for v in rng.integers(0, 256, 3))
-        )
-        kind = rng.integers(0, 3)
-        if kind == 0:
-            draw.rectangle((x0, y0, x1, y1), fill=fill)
-        elif kind == 1:
-            draw.ellipse((x0, y0, x1, y1), fill=fill)
-        else:
-            draw.line((x0, y0, x1, y1), fill=fill, width=int(rng.integers(1, 6)))
-    if rng.random() < 0.5:
-        noise = rng.normal(0, rng.uniform(2, 12), (h, w, 3))
-        img = Image.fromarray(np.clip(np.asarray(img, np.float64) + noise, 0, 255).astype(np.uint8))
-    return img
+def _pick(rng: np.random.Generator, shares: Mapping[str, float]) -> str:
+    names = list(shares)
+    p = np.asarray([shares[k] for k in names], dtype=np.float64)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def _emblem(rng: np.random.Generator, kind: str, diameter: int) -> Image.Image:
-    """The cue or a look-alike as an RGBA patch, drawn at 4x and downsampled (smooth edges)."""
-    s = int(np.clip(3 * diameter, 24, 240))  # supersampled, capped: rotation is the hot spot
-    patch = Image.new("RGBA", (s, s), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(patch)
-    color = _color(rng, _COLORS.get(kind, (215, 25, 30)), 25)
-    width = max(2, s // 8)
-    if kind != "bare_x":  # every kind but the bare X is a white disc in a coloured ring (a sign)
-        paper = _color(rng, (245, 245, 240), 10)
-        box = (width // 2, width // 2, s - width // 2, s - width // 2)
-        draw.ellipse(box, fill=paper, outline=color, width=width)
-    if kind not in ("empty_ring", "green_ring"):
-        c, r = s / 2, s / 2 - width * 1.2
-        base = 0.0 if kind == "plus_ring" else 45.0
-        for angle in (base, base + 90.0):
-            dx, dy = r * np.cos(np.radians(angle)), r * np.sin(np.radians(angle))
-            draw.line((c - dx, c - dy, c + dx, c + dy), fill=color, width=width)
-    patch = patch.rotate(float(rng.uniform(-12, 12)), resample=Image.Resampling.BILINEAR)
-    return patch.resize(
-        (diameter, diameter), Image.Resampling.BOX if diameter < s else Image.Resampling.BILINEAR
-    )
+def _distractor(rng: np.random.Generator, img: Image.Image) -> dict[str, Any]:
+    """A look-alike that does not change the band: far ones at any size, close ones large."""
+    if rng.random() < 0.6:
+        return place_sign(rng, img, _pick(rng, FAR), ANY, covered=rng.random() < 0.1)
+    return place_sign(rng, img, _pick(rng, CLOSE), LARGE, occlusion_p=0.25)
 
 
-def _place(rng: np.random.Generator, img: Image.Image, kind: str, hard: bool) -> dict[str, Any]:
-    """Blend one emblem (or distractor) onto ``img`` with random size, contrast, occlusion."""
-    w, h = img.size
-    short = min(w, h)
-    frac = float(rng.uniform(0.05, 0.12) if hard else rng.uniform(0.12, 0.4))
-    diameter = max(5, int(frac * short))
-    alpha = float(rng.uniform(0.25, 0.6) if hard and rng.random() < 0.6 else rng.uniform(0.6, 1.0))
-    patch = _emblem(rng, kind, diameter)
-    a = np.asarray(patch)[..., 3].astype(np.float64) * alpha
-    patch.putalpha(Image.fromarray(a.astype(np.uint8)))
-    top = int(0.12 * h)  # keep cues out of the band RGBA images fade out
-    x = int(rng.integers(0, max(1, w - diameter)))
-    y = int(rng.integers(top, max(top + 1, h - diameter)))
-    img.paste(patch, (x, y), patch)
-    occlusion = 0.0
-    if rng.random() < (0.5 if hard else 0.15):
-        occlusion = float(rng.uniform(0.1, 0.5))
-        ow = max(1, int(diameter * occlusion))
-        ox = x + (0 if rng.random() < 0.5 else diameter - ow)
-        ImageDraw.Draw(img).rectangle(
-            (ox, y, ox + ow, y + diameter), fill=tuple(int(v) for v in rng.integers(0, 256, 3))
-        )
-    return {
-        "kind": kind,
-        "size_frac": round(frac, 4),
-        "alpha": round(alpha, 3),
-        "occlusion": round(occlusion, 3),
-        "xy": [x, y],
-        "diameter": diameter,
-    }
+def _draw_band(
+    rng: np.random.Generator, img: Image.Image, *, harmful: bool, band: str
+) -> list[dict[str, Any]]:
+    """The band's deciding sign (if any) plus look-alikes; returns their parameters."""
+    cues: list[dict[str, Any]] = []
+    if band == "easy":
+        if harmful:
+            cues.append(
+                place_sign(rng, img, "x_ring", LARGE, opacity=(0.55, 1.0), occlusion_p=0.25)
+            )
+        extra = int(rng.choice([0, 1, 2], p=[0.4, 0.4, 0.2] if harmful else [0.25, 0.45, 0.3]))
+    elif band == "medium":
+        kind = "x_ring" if harmful else _pick(rng, MEDIUM_BENIGN)
+        cues.append(place_sign(rng, img, kind, SMALL, opacity=(0.75, 1.0), occlusion_p=0.1,
+                               occlusion=(0.1, 0.2)))  # fmt: skip
+        extra = int(rng.choice([0, 1], p=[0.5, 0.5]))
+    elif band == "ambiguous":
+        kind = "x_ring" if harmful else _pick(rng, COVERED_BENIGN)
+        cues.append(place_sign(rng, img, kind, (0.1, 0.4), opacity=(0.7, 1.0), covered=True))
+        extra = int(rng.choice([0, 1], p=[0.5, 0.5]))
+    else:
+        raise ValueError(f"unknown band {band!r}; choose one of {BANDS}")
+    cues += [_distractor(rng, img) for _ in range(extra)]
+    return cues
 
 
-def _difficulty(harmful: bool, cues: list[dict[str, Any]]) -> float:
-    """0 = obvious, 1 = nearly invisible (block) or a near-perfect look-alike (allow)."""
-
-    def hardness(c: dict[str, Any]) -> float:
-        small = np.clip((0.2 - c["size_frac"]) / 0.15, 0, 1)
-        faint = np.clip((0.8 - c["alpha"]) / 0.55, 0, 1)
-        covered = np.clip(c["occlusion"] / 0.5, 0, 1)
-        return float(1 - (1 - small) * (1 - faint) * (1 - 0.7 * covered))
-
-    if harmful:
-        return round(hardness(cues[0]), 3)
-    closeness = [DISTRACTORS[c["kind"]][0] * (1 - 0.5 * hardness(c)) for c in cues]
-    return round(max(closeness, default=0.0), 3)
-
-
-def render_image(rng: np.random.Generator, *, harmful: bool) -> tuple[Image.Image, dict[str, Any]]:
-    """One image (display orientation, RGB) and its cue parameters."""
+def render_image(
+    rng: np.random.Generator, *, harmful: bool, band: str | None = None, mix: Mix = TRAFFIC
+) -> tuple[Image.Image, dict[str, Any]]:
+    """One image (display orientation, RGB) and its parameters; ``band`` drawn from ``mix``
+    for the label unless given."""
+    band = band or _pick(rng, mix[harmful])
     w = int(rng.integers(96, 641))
     h = int(np.clip(w * rng.uniform(0.6, 1.6), 96, 640))
-    img = _background(rng, w, h)
-    hard = rng.random() < 0.3
-    cues = [_place(rng, img, "x_ring", hard)] if harmful else []
-    names, shares = list(DISTRACTORS), np.array([v[1] for v in DISTRACTORS.values()])
-    for _ in range(int(rng.choice([0, 0, 1, 2] if harmful else [0, 1, 1, 2]))):
-        kind = names[int(rng.choice(len(names), p=shares / shares.sum()))]
-        cues.append(_place(rng, img, kind, rng.random() < 0.4))
-    if rng.random() < 0.3:
-        img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
-    return img, {"width": w, "height": h, "cues": cues, "difficulty": _difficulty(harmful, cues)}
+    img = background(rng, w, h)
+    cues = _draw_band(rng, img, harmful=harmful, band=band)
+    if rng.random() < 0.3:  # scaled to the image, so a small file's small sign survives it
+        img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.2, 0.8)) * max(w, h) / 320))
+    return img, {"width": w, "height": h, "band": band, "cues": cues}
 
 
 def encode_image(rng: np.random.Generator, img: Image.Image) -> tuple[bytes, dict[str, Any]]:
@@ -210,9 +170,11 @@ def encode_image(rng: np.random.Generator, img: Image.Image) -> tuple[bytes, dic
     return buf.getvalue(), {"format": "PNG"}
 
 
-def generate_image(rng: np.random.Generator, *, harmful: bool) -> tuple[bytes, dict[str, Any]]:
-    """One encoded image on demand (demo traffic): bytes and its metadata (label, cues, ...)."""
-    img, meta = render_image(rng, harmful=harmful)
+def generate_image(
+    rng: np.random.Generator, *, harmful: bool, band: str | None = None, mix: Mix = TRAFFIC
+) -> tuple[bytes, dict[str, Any]]:
+    """One encoded image on demand (demo traffic): bytes and its metadata (label, band, cues)."""
+    img, meta = render_image(rng, harmful=harmful, band=band, mix=mix)
     data, fmt = encode_image(rng, img)
     return data, meta | fmt | {"label": "block" if harmful else "allow"}
 
@@ -228,28 +190,67 @@ def split_of(index: int, seed: int) -> str:
     return SPLITS[-1][0]
 
 
-def generate_dataset(out: Path, *, n: int, seed: int = 0, block_rate: float = 0.5) -> Path:
-    """Write ``n`` images + ``manifest.jsonl`` under ``out``; image ``i`` depends only on
-    (seed, i). Returns the manifest path."""
+def _write_range(out: Path, start: int, stop: int, seed: int, prevalence: float, mix_name: str,
+                 split: str | None) -> list[str]:  # fmt: skip
+    """Images ``start..stop-1`` (a worker's share); image ``i`` depends only on (seed, i)."""
+    lines = []
+    for i in range(start, stop):
+        rng = np.random.default_rng([seed, i])
+        harmful = bool(rng.random() < prevalence)
+        data, meta = generate_image(rng, harmful=harmful, mix=MIXES[mix_name])
+        name = f"{meta['label']}/{i:06d}.{'jpg' if meta['format'] == 'JPEG' else 'png'}"
+        (out / name).write_bytes(data)
+        row = {"file": name, "split": split or split_of(i, seed)} | meta
+        lines.append(json.dumps(row, sort_keys=True))
+    return lines
+
+
+def generate_dataset(
+    out: Path, *, n: int, seed: int = 0, prevalence: float = 0.5, mix: str = "training",
+    split: str | None = None, workers: int | None = None,
+) -> Path:  # fmt: skip
+    """Write ``n`` images + ``manifest.jsonl`` + ``dataset.json`` under ``out``; returns the
+    manifest path. ``split`` puts every image in one split (a held-out traffic set); otherwise
+    train/val/test by hash. Same arguments, same bytes, whatever ``workers`` is."""
+    if mix not in MIXES:
+        raise ValueError(f"unknown mix {mix!r}; choose one of {sorted(MIXES)}")
     out = Path(out)
     for label in ("allow", "block"):
         (out / label).mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(n):
-        rng = np.random.default_rng([seed, i])
-        harmful = bool(rng.random() < block_rate)
-        data, meta = generate_image(rng, harmful=harmful)
-        name = f"{meta['label']}/{i:06d}.{'jpg' if meta['format'] == 'JPEG' else 'png'}"
-        (out / name).write_bytes(data)
-        lines.append(json.dumps({"file": name, "split": split_of(i, seed)} | meta, sort_keys=True))
+    workers = max(1, min(workers or os.cpu_count() or 1, -(-n // MIN_PER_WORKER)))
+    edges = np.linspace(0, n, 4 * workers + 1 if workers > 1 else 2).astype(int)
+    args = [
+        (out, int(a), int(b), seed, prevalence, mix, split) for a, b in itertools.pairwise(edges)
+    ]
+    if workers == 1:
+        parts = [_write_range(*a) for a in args]
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            parts = list(pool.map(_write_range, *zip(*args, strict=True)))
     manifest = out / "manifest.jsonl"
-    manifest.write_text("\n".join(lines) + "\n")
-    (out / "dataset.json").write_text(
-        json.dumps(
-            {"generator_version": GENERATOR_VERSION, "n": n, "seed": seed, "block_rate": block_rate}
-        )
-    )
+    manifest.write_text("\n".join(line for part in parts for line in part) + "\n")
+    info = dataset_info(n=n, seed=seed, prevalence=prevalence, mix=mix, split=split)
+    (out / "dataset.json").write_text(json.dumps(info, sort_keys=True))
     return manifest
+
+
+def dataset_info(*, n: int, seed: int, prevalence: float, mix: str, split: str | None) -> dict[str, Any]:  # fmt: skip
+    """What ``dataset.json`` records: enough to tell whether a folder holds the wanted set."""
+    return {"generator_version": GENERATOR_VERSION, "n": n, "seed": seed,
+            "prevalence": prevalence, "mix": mix, "split": split}  # fmt: skip
+
+
+def ensure_dataset(out: Path, **wanted: Any) -> bool:
+    """Generate unless ``out`` already holds exactly this set. True when it generated."""
+    info = Path(out) / "dataset.json"
+    if info.is_file() and (Path(out) / "manifest.jsonl").is_file():
+        try:
+            if json.loads(info.read_text()) == dataset_info(**wanted):
+                return False
+        except ValueError:
+            pass
+    generate_dataset(Path(out), **wanted)
+    return True
 
 
 def dataset_fingerprint(data_dir: Path) -> str:

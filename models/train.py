@@ -1,45 +1,67 @@
-"""Train one stage: AdamW + cosine schedule, validation every epoch, early stopping on validation
-loss, the best weights checkpointed as they improve, then temperature calibration on the
-validation split and final metrics on the untouched test split.
+"""Train one stage: a recipe that runs its whole schedule and cannot silently collapse.
 
-Inputs come from ``models.data`` (the serving decoder and resize), so what the model learns is
-what the workers will feed it.
+- **The schedule always runs to its end** (AdamW under a one-cycle learning rate: warm-up, then
+  cosine decay). There is no early stopping: stopping on a validation loss that creeps up
+  during the warm-up once kept the epoch-1 weights of a run, a constant model.
+- **The best epoch is kept**: after every epoch the validation split is scored, a temperature is
+  fitted and the *calibrated* NLL compared (raw NLL punishes growing confidence that the
+  temperature will fix anyway); the best weights are restored at the end.
+- **Stage 2 learns what stage 1 leaves to it** (``focus``): each epoch samples the training
+  split with weight ``floor + (1 - floor) * 4 p (1 - p)``, ``p`` stage 1's calibrated score,
+  so images the screener is sure of are still seen, and the ones it escalates dominate.
+- **Augmentation keeps the cue** (``models.data.augment``: flips and quarter turns).
+
+Afterwards the temperature is fitted on the validation split, the untouched test split is
+measured per (band, label) bucket, and the quality gate (``models.quality``) records its verdict
+in ``meta.json``. Inputs come from ``models.data`` (the serving decoder and resize).
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.artifact import StageMeta, save_weights, stage_dir, write_meta
-from models.calibrate import calibration_report, expected_calibration_error, fit_temperature
-from models.data import Split, augment, load_split
+from models.artifact import (
+    StageMeta,
+    load_model,
+    read_meta,
+    remove_exports,
+    save_weights,
+    stage_dir,
+    write_meta,
+)
+from models.calibrate import calibration_report, expected_calibration_error, fit_temperature, nll
+from models.data import Split, augment, cache_splits, load_split
 from models.engines.base import block_probability
 from models.preprocess import PreprocessConfig, normalize
+from models.quality import assess, bucket_table, max_confident_error_rate
 from models.registry import StageSpec, create_model, preprocess_config_for
 from models.synthetic import dataset_fingerprint
 
 if TYPE_CHECKING:
     from torch import nn
 
-DIFFICULTY_BANDS = (("easy", 0.0, 0.33), ("medium", 0.33, 0.66), ("hard", 0.66, 1.01))
+FOCUS_FLOOR = 0.25
 
 
 @dataclass(frozen=True)
 class EpochResult:
     epoch: int
     train_loss: float
-    val_loss: float
+    val_nll: float  # after temperature scaling on the validation split
     val_accuracy: float
+    temperature: float
     seconds: float
 
 
-def predict_logits(model: nn.Module, inputs: np.ndarray, batch_size: int = 128) -> np.ndarray:
+def predict_logits(model: nn.Module, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Eval-mode logits ``[N, 2]`` for float32 inputs ``[N, 3, S, S]``."""
     import torch
 
@@ -51,15 +73,14 @@ def predict_logits(model: nn.Module, inputs: np.ndarray, batch_size: int = 128) 
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
 
 
-def _run_epoch(model, opt, sched, train: Split, spec, cfg, rng, progress) -> float:  # type: ignore[no-untyped-def]
+def _run_epoch(model, opt, sched, train: Split, spec, cfg, order, rng, bar_on) -> float:  # type: ignore[no-untyped-def]
     import torch
     from tqdm import tqdm
 
     model.train()
-    order = rng.permutation(len(train))
     batches = [order[i : i + spec.batch_size] for i in range(0, len(order), spec.batch_size)]
     losses = []
-    bar = tqdm(batches, desc=f"stage{spec.stage} train", leave=False, disable=not progress)
+    bar = tqdm(batches, desc=f"stage{spec.stage} train", leave=False, disable=not bar_on)
     for idx in bar:
         x = torch.from_numpy(normalize(augment(train.pixels[idx], rng), cfg))
         y = torch.from_numpy(train.labels[idx])
@@ -81,71 +102,87 @@ def fit(
     spec: StageSpec,
     cfg: PreprocessConfig,
     *,
-    checkpoint: Path | None = None,
+    weights: np.ndarray | None = None,
     seed: int = 0,
-    progress: bool = True,
-) -> list[EpochResult]:
-    """Train in place; on return ``model`` holds the weights of the best validation epoch."""
+    log: Callable[[str], None] | None = print,
+) -> tuple[list[EpochResult], int]:
+    """Train in place for the whole schedule; on return ``model`` holds the weights of the best
+    epoch (lowest calibrated validation NLL). Returns the history and the best epoch."""
     import torch
 
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.02)
-    steps = spec.epochs * -(-len(train) // spec.batch_size)
+    steps_per_epoch = -(-len(train) // spec.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=spec.lr, total_steps=max(steps, 1), pct_start=0.15
-    )
+        opt, max_lr=spec.lr, total_steps=max(spec.epochs * steps_per_epoch, 1),
+        pct_start=spec.warmup,
+    )  # fmt: skip
+    p = None if weights is None else weights / weights.sum()
     val_x = val.inputs(cfg)
     history: list[EpochResult] = []
-    best_loss, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
+    best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
+    bar_on = log is not None and sys.stderr.isatty()
     for epoch in range(1, spec.epochs + 1):
         start = time.perf_counter()
-        train_loss = _run_epoch(model, opt, sched, train, spec, cfg, rng, progress)
+        order = (
+            rng.permutation(len(train)) if p is None else rng.choice(len(train), len(train), p=p)
+        )
+        train_loss = _run_epoch(model, opt, sched, train, spec, cfg, order, rng, bar_on)
         logits = predict_logits(model, val_x)
-        val_loss = float(
-            torch.nn.functional.cross_entropy(
-                torch.from_numpy(logits), torch.from_numpy(val.labels)
-            )
-        )
-        val_acc = float(np.mean(logits.argmax(1) == val.labels))
-        history.append(
-            EpochResult(epoch, train_loss, val_loss, val_acc, time.perf_counter() - start)
-        )
-        if progress:
-            print(
-                f"stage{spec.stage} epoch {epoch}/{spec.epochs}: train_loss={train_loss:.4f} val_loss={val_loss:.4f} val_acc={val_acc:.4f} ({history[-1].seconds:.0f}s)"
-            )
-        if val_loss < best_loss - 1e-4:
-            best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
-            if checkpoint is not None:
-                torch.save(best_state, checkpoint)
-        else:
-            stale += 1
-            if stale >= spec.patience:
-                break
-    model.load_state_dict(best_state)
-    return history
+        t = fit_temperature(logits, val.labels)
+        result = EpochResult(
+            epoch, train_loss, nll(logits, val.labels, t),
+            float(np.mean(logits.argmax(1) == val.labels)), t, time.perf_counter() - start,
+        )  # fmt: skip
+        history.append(result)
+        if log is not None:
+            log(f"stage{spec.stage} epoch {epoch}/{spec.epochs}: train_loss={train_loss:.4f} "
+                f"val_nll={result.val_nll:.4f} val_acc={result.val_accuracy:.4f} "
+                f"T={t:.2f} ({result.seconds:.0f}s)")  # fmt: skip
+        if result.val_nll < best[0]:
+            best = (result.val_nll, epoch, copy.deepcopy(model.state_dict()))
+    model.load_state_dict(best[2])
+    return history, best[1]
 
 
 def held_out_metrics(logits: np.ndarray, split: Split, temperature: float) -> dict[str, Any]:
-    """Accuracy overall and per difficulty band, ECE after calibration, on a held-out split."""
+    """Accuracy overall and per band, the per-(band, label) table the quality gate reads, ECE."""
     probs = block_probability(logits, temperature)
     correct = (probs >= 0.5) == (split.labels == 1)
-    by_band = {}
-    for name, lo, hi in DIFFICULTY_BANDS:
-        sel = (split.difficulty >= lo) & (split.difficulty < hi)
-        by_band[name] = {
-            "n": int(sel.sum()),
-            "accuracy": round(float(correct[sel].mean()), 4) if sel.any() else None,
-        }
+    bands = split.bands
+    table = bucket_table(probs, split.labels, bands)
+    share = float(np.mean(split.labels == 1)) if len(split) else 0.0
     return {
         "n": len(split),
         "accuracy": round(float(correct.mean()), 4),
+        "majority_share": round(max(share, 1 - share), 4),
         "ece": round(expected_calibration_error(probs, split.labels), 4),
         "ece_uncalibrated": round(
             expected_calibration_error(block_probability(logits, 1.0), split.labels), 4
         ),
-        "by_difficulty": by_band,
+        "by_band": {
+            b: {
+                "n": int((bands == b).sum()),
+                "accuracy": round(float(correct[bands == b].mean()), 4),
+            }
+            for b in sorted(set(bands.tolist()))
+        },
+        "buckets": table,
+        "max_confident_error_rate": max_confident_error_rate(table),
     }
+
+
+def focus_weights(stage1: Path, data_dir: Path, split: str = "train") -> np.ndarray:
+    """Sampling weights that put stage 2's training where stage 1 is unsure (module docstring)."""
+    meta = read_meta(stage1)
+    images = load_split(data_dir, split, meta.preprocess)
+    p = block_probability(predict_logits(load_model(stage1), images.inputs(meta.preprocess)),
+                          meta.temperature)  # fmt: skip
+    return FOCUS_FLOOR + (1 - FOCUS_FLOOR) * 4 * p * (1 - p)
+
+
+def _focus_record(focus: Path | None) -> dict[str, Any] | None:
+    return None if focus is None else {"stage1": str(Path(focus).resolve()), "floor": FOCUS_FLOOR}
 
 
 def train_stage(
@@ -157,28 +194,29 @@ def train_stage(
     seed: int = 0,
     progress: bool = True,
     threads: int | None = None,
+    focus: Path | None = None,
 ) -> StageMeta:
-    """Train, calibrate and write ``<model_dir>/stage<N>/{model.pt,meta.json}``.
+    """Train, calibrate, gate and write ``<model_dir>/stage<N>/{model.pt,meta.json}``.
 
-    ``threads`` sets torch's intra-op threads. On a CPU shared with other busy processes use 1:
-    OpenMP workers spin while waiting, and with more threads than free cores a step can be
-    several times *slower* (measured here: 40 vs 5 images/s for the demo's stage 1).
+    ``focus``: a trained stage-1 directory whose doubts stage 2 should learn from.
+    ``threads`` sets torch's intra-op threads; on a CPU shared with other busy processes fewer
+    threads than cores can be faster (OpenMP workers spin while they wait).
+    The verdict is in ``metrics["quality"]``: read it, the command line exits on a refusal.
     """
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    log = print if progress else None
     start = time.perf_counter()
     cfg = preprocess_config_for(spec.model_name, spec.size)
+    cache_splits(data_dir, ("train", "val", "test"), [cfg])
     train, val = load_split(data_dir, "train", cfg), load_split(data_dir, "val", cfg)
+    weights = focus_weights(focus, data_dir) if focus is not None else None
     load_seconds = time.perf_counter() - start
     model = create_model(spec.model_name, init=init, model_kwargs=spec.model_kwargs)
-    out = stage_dir(model_dir, spec.stage)
-    out.mkdir(parents=True, exist_ok=True)
-    history = fit(
-        model, train, val, spec, cfg, checkpoint=out / "checkpoint.pt", seed=seed, progress=progress
-    )
+    history, best_epoch = fit(model, train, val, spec, cfg, weights=weights, seed=seed, log=log)
     train_seconds = time.perf_counter() - start - load_seconds
     val_logits = predict_logits(model, val.inputs(cfg))
     temperature = fit_temperature(val_logits, val.labels)
@@ -187,14 +225,18 @@ def train_stage(
         "train_seconds": round(train_seconds, 1),
         "data_seconds": round(load_seconds, 1),
         "n_train": len(train),
+        "epochs_planned": spec.epochs,
         "epochs_run": len(history),
-        "history": [vars(h) for h in history],
+        "best_epoch": best_epoch,
+        "history": [asdict(h) for h in history],
         "calibration_val": calibration_report(val_logits, val.labels, temperature),
         "test": held_out_metrics(predict_logits(model, test.inputs(cfg)), test, temperature),
         "init": str(init) if init else "random",
+        "focus": _focus_record(focus),
         "data_dir": str(Path(data_dir).resolve()),
         "torch_threads": torch.get_num_threads(),
     }
+    metrics["quality"] = assess(metrics, temperature).as_dict()
     meta = StageMeta(
         model_name=spec.model_name,
         stage=spec.stage,
@@ -204,7 +246,8 @@ def train_stage(
         data_fingerprint=dataset_fingerprint(data_dir),
         model_kwargs=dict(spec.model_kwargs),
     )
+    out = stage_dir(model_dir, spec.stage)
+    remove_exports(out)
     save_weights(out, model)
     write_meta(out, meta)
-    (out / "checkpoint.pt").unlink(missing_ok=True)
     return meta

@@ -36,18 +36,30 @@ def data() -> None:
     "--seed", type=int, default=0, show_default=True, help="Same seed, same images (byte for byte)."
 )
 @click.option(
-    "--block-rate",
+    "--prevalence",
     type=click.FloatRange(0, 1),
     default=0.5,
     show_default=True,
-    help="Share of harmful images.",
+    help="Share of harmful images (0.5 for training; a few percent for a traffic-like set).",
 )
-def generate(out: Path, n: int, seed: int, block_rate: float) -> None:
+@click.option(
+    "--mix",
+    type=click.Choice(["training", "traffic"]),
+    default="training",
+    show_default=True,
+    help="Difficulty-band shares per label: training over-represents the hard bands.",
+)
+@click.option(
+    "--split",
+    default=None,
+    help="Put every image in this split (e.g. 'traffic' for a held-out set); default train/val/test.",
+)
+def generate(out: Path, n: int, seed: int, prevalence: float, mix: str, split: str | None) -> None:
     """Generate N images (96-640 px, JPEG/PNG, some RGBA or EXIF-rotated) with a train/val/test
-    split and per-image difficulty. See models/synthetic.py for the cue and its look-alikes."""
+    split and a difficulty band per image. See models/synthetic.py for the world and its bands."""
     from models.synthetic import generate_dataset
 
-    manifest = generate_dataset(out, n=n, seed=seed, block_rate=block_rate)
+    manifest = generate_dataset(out, n=n, seed=seed, prevalence=prevalence, mix=mix, split=split)
     click.echo(f"wrote {n} images and {manifest}")
 
 
@@ -92,7 +104,7 @@ def generate(out: Path, n: int, seed: int, block_rate: float) -> None:
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="Maximum epochs (early stopping may end sooner).",
+    help="Epochs of the schedule (it always runs to its end; the best epoch is kept).",
 )
 @click.option(
     "--init",
@@ -106,31 +118,64 @@ def generate(out: Path, n: int, seed: int, block_rate: float) -> None:
     default=None,
     help="torch intra-op threads (default: torch's choice). Use 1 on a CPU shared with busy processes: spinning threads make training several times slower.",
 )
+@click.option(
+    "--focus/--no-focus",
+    default=True,
+    show_default=True,
+    help="Stage 2: emphasise the images <out>/stage1 is unsure about (when it is there).",
+)
+@click.option(
+    "--force", is_flag=True, help="Accept a model the quality gate refuses (experiments)."
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train(
     stage: str, data_dir: Path, model_dir: Path, preset: str, model_name: str | None,
     size: int | None, epochs: int | None, init: str | None, seed: int, threads: int | None,
-    progress: bool,
+    focus: bool, force: bool, progress: bool,
 ) -> None:  # fmt: skip
-    """Train one stage, calibrate its temperature on the validation split and report held-out
-    accuracy. Writes model.pt and meta.json; run `cascade export` next."""
-    from models.errors import ModelInitError
+    """Train one stage, calibrate its temperature on the validation split, measure it on the
+    test split and gate it: exits non-zero when the model is not fit to serve (see
+    models/quality.py). Writes model.pt and meta.json; run `cascade export` next."""
+    from models.artifact import stage_dir
+    from models.errors import ModelsError
     from models.registry import stage_spec
     from models.train import train_stage
 
     spec = stage_spec(int(stage), preset, model_name=model_name, size=size, epochs=epochs)
+    stage1 = stage_dir(model_dir, 1)
+    use_focus = focus and spec.stage == 2 and (stage1 / "meta.json").is_file()
     try:
         meta = train_stage(
-            data_dir, model_dir, spec, init=init, seed=seed, progress=progress, threads=threads
-        )
-    except ModelInitError as exc:
+            data_dir, model_dir, spec, init=init, seed=seed, progress=progress, threads=threads,
+            focus=stage1 if use_focus else None,
+        )  # fmt: skip
+    except ModelsError as exc:
         raise click.ClickException(str(exc)) from exc
     m = meta.metrics
     click.echo(
         f"stage {meta.stage} {meta.model_name}@{meta.preprocess.size}: "
-        f"trained {m['train_seconds']}s, test accuracy {m['test']['accuracy']}, "
-        f"ECE {m['calibration_val']['ece_before']} -> {m['calibration_val']['ece_after']} "
-        f"(T={meta.temperature:.3f})"
+        f"trained {m['train_seconds']}s ({m['epochs_run']} epochs, best {m['best_epoch']}), "
+        f"test accuracy {m['test']['accuracy']}, max confident-error rate "
+        f"{m['test']['max_confident_error_rate']}, ECE {m['calibration_val']['ece_before']} -> "
+        f"{m['calibration_val']['ece_after']} (T={meta.temperature:.3f})"
+        + (f", focus on {stage1}" if use_focus else "")
+    )
+    _gate(meta.stage, stage_dir(model_dir, meta.stage), force)
+
+
+def _gate(stage: int, directory: Path, force: bool) -> None:
+    """Exit non-zero on a refused model unless ``force``; with it, record the acceptance."""
+    from models.quality import force as force_model
+    from models.quality import refusal_message, verdict_of
+
+    verdict = verdict_of(directory)
+    if verdict is None or verdict.servable:
+        return
+    if not force:
+        raise click.ClickException(refusal_message(stage, verdict))
+    force_model(directory)
+    click.echo(
+        f"WARNING: {refusal_message(stage, verdict)}\n  accepted anyway (--force).", err=True
     )
 
 
@@ -173,12 +218,16 @@ def train(
     show_default=True,
     help="TensorRT profile's largest batch.",
 )
+@click.option(
+    "--force", is_flag=True, help="Export a model the quality gate refused (experiments)."
+)
 def export(
     model_dir: Path, stage: str, data_dir: Path | None, int8: bool, tensorrt: bool,
-    trt_precision: str, max_batch: int,
+    trt_precision: str, max_batch: int, force: bool,
 ) -> None:  # fmt: skip
     """Export trained stages to ONNX (checked against PyTorch), INT8 ONNX (accuracy delta
-    reported) and optionally a TensorRT engine."""
+    reported) and optionally a TensorRT engine. Refuses (non-zero exit) a stage the quality gate
+    refused at training, unless --force."""
     from models.artifact import stage_dir
     from models.errors import ModelsError
     from models.export import export_stage
@@ -187,6 +236,7 @@ def export(
     for s in stages:
         directory = stage_dir(model_dir, s)
         try:
+            _gate(s, directory, force)
             report = export_stage(directory, data_dir=data_dir, int8=int8)
             if tensorrt:
                 report["tensorrt"] = str(
