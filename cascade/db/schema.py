@@ -164,6 +164,7 @@ UNROLLED_SQLITE = "decided_at IS NOT rolled_decided_at OR decided_by IS NOT roll
 UNROLLED_POSTGRESQL = (
     "decided_at IS DISTINCT FROM rolled_decided_at OR decided_by IS DISTINCT FROM rolled_decided_by"
 )
+CALLBACK_DUE = "callback_url IS NOT NULL AND callback_sent_at IS NULL"
 
 
 class Submission(Base):
@@ -201,6 +202,14 @@ class Submission(Base):
             "audit_p",
             sqlite_where=text("audit IS 1"),
             postgresql_where=text("audit IS true"),
+        ),
+        # Decisions whose callback is still owed (beat's sweep, cascade/maintenance.py): only
+        # those rows, not every decision ever made.
+        Index(
+            "ix_submissions_callback_due",
+            "decided_at",
+            sqlite_where=text(CALLBACK_DUE),
+            postgresql_where=text(CALLBACK_DUE),
         ),
     )
 

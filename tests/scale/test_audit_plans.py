@@ -8,6 +8,7 @@ not — the benchmark measures that)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, text
 
@@ -15,7 +16,7 @@ from cascade.context import Context
 from cascade.db.schema import ReviewItem, Submission, utcnow
 from feedback import store
 from feedback.retune import audit_windows
-from tests.scale.plans import captured, full_scans
+from tests.scale.plans import captured, full_scans, uses
 from tests.scale.test_queue_plans import deep_queue
 
 __all__ = ["deep_queue"]
@@ -45,3 +46,20 @@ def test_audit_sample_and_window_read_indexes(deep_queue: Context) -> None:
     # No table is read whole. (PostgreSQL may hash-join the labels and sort the sample by
     # creation time rather than walk it in order: a sort of the rows it returns, not a scan.)
     assert full_scans(plans, ("submissions", "review_items"), sorts=False) == []
+
+
+def test_the_callback_sweep_reads_only_the_callbacks_owed(deep_queue: Context) -> None:
+    from cascade.dispatch import Dispatcher
+    from cascade.maintenance import requeue_stale
+
+    class Sent(Dispatcher):
+        def __init__(self) -> None:
+            self.sent: list[Any] = []
+
+        def send_after_commit(self, sends: Any) -> None:  # type: ignore[override]
+            self.sent += list(sends)
+
+    with captured(deep_queue.engine) as plans:
+        requeue_stale(deep_queue, Sent(), 60)
+    assert full_scans(plans, ("submissions",), small_indexes=("ix_submissions_callback_due",)) == []
+    assert uses(plans, "ix_submissions_callback_due", only=False)
