@@ -9,13 +9,19 @@ upload, does not wait the whole policy again for every message); the first succe
 Two ways to fail, chosen by the caller: ``send`` raises (the upload API withdraws the image and
 answers 503), ``send_after_commit`` logs and leaves the message to the stale sweep (the
 database says what is unfinished; a batch that committed must not fail).
+
+Several messages at once (a batch's follow-ups, a batch upload) go out in one Redis pipeline,
+one round trip (``send_many``). A pipeline is never retried half-way, so when it fails its
+messages are sent again one by one under the retry policy: some may then arrive twice, which is
+harmless, as every step downstream is idempotent.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from celery import Celery
@@ -43,6 +49,7 @@ class Dispatcher:
         self._settings = settings
         self._app = app
         self._impatient_until = 0.0
+        self._local = threading.local()  # each thread's pipelining producer (not thread-safe)
 
     @property
     def app(self) -> Celery:
@@ -64,9 +71,52 @@ class Dispatcher:
             raise
         self._impatient_until = 0.0
 
+    def send_many(self, sends: Sequence[Send]) -> None:
+        """Publish ``sends`` in one pipeline; raises when the broker still refuses one of them
+        after the policy (they may then have been sent in part)."""
+        if not self._try_pipelined(sends):
+            for task, args in sends:
+                self.send(task, *args)
+
+    def _try_pipelined(self, sends: Sequence[Send]) -> bool:
+        """Several messages in one pipeline; False when there are fewer than two or it failed
+        (then none or some of them were sent)."""
+        if len(sends) < 2:
+            return False
+        try:
+            self._pipelined(sends)
+            return True
+        except Exception:
+            self._drop_producer()
+            log.warning("pipelined send of %d messages failed; sending one by one", len(sends))
+            return False
+
+    def _pipelined(self, sends: Sequence[Send]) -> None:
+        producer = getattr(self._local, "producer", None)
+        if producer is None:
+            # kombu pipelines only on a connection that does not retry timed-out commands
+            # (a retried pipeline could repeat some of its messages); this one is for that.
+            conn = self.app.connection_for_write(transport_options={"retry_on_timeout": False})
+            producer = self._local.producer = self.app.amqp.Producer(conn)
+        with producer.batch():
+            for task, args in sends:
+                self.app.send_task(task, args=list(args), producer=producer, retry=False)
+
+    def _drop_producer(self) -> None:
+        producer = getattr(self._local, "producer", None)
+        self._local.producer = None
+        if producer is not None:
+            try:
+                producer.connection.release()
+            except Exception:  # already broken: nothing left to release
+                log.debug("producer connection release failed", exc_info=True)
+
     def send_after_commit(self, sends: Iterable[Send]) -> int:
-        """Send each of ``sends``; a failure is logged and left to the stale sweep. Returns how
-        many could not be sent."""
+        """Send ``sends`` (pipelined); a failure is logged and left to the stale sweep. Returns
+        how many could not be sent."""
+        sends = list(sends)
+        if self._try_pipelined(sends):
+            return 0
         failed = 0
         for task, args in sends:
             try:
@@ -76,9 +126,10 @@ class Dispatcher:
                 log.exception("could not enqueue %s%s; the stale sweep will", task, args)
         return failed
 
-    def stage1(self, submission_id: str) -> None:
-        """Hand a committed upload to stage 1 (raises: the API refuses the upload instead)."""
-        self.send(STAGE1_TASK, submission_id)
+    def stage1(self, *submission_ids: str) -> None:
+        """Hand committed uploads to stage 1, one message each, pipelined (raises: the API
+        refuses the uploads instead)."""
+        self.send_many([(STAGE1_TASK, (sid,)) for sid in submission_ids])
 
     def follow_up(self, *, stage2: Iterable[str] = (), callbacks: Iterable[str] = ()) -> int:
         """After a commit: hand ``stage2`` on to stage 2 and send ``callbacks``."""

@@ -31,7 +31,7 @@ from cascade.netguard import check_callback_url
 from services.api import bp
 from services.api.admission import admission
 from services.api.auth import require_api_key
-from services.api.bodies import Upload, UploadRequest, read_upload_request
+from services.api.bodies import UploadRequest, read_upload_request
 from services.web import context, db, dispatcher, rejected_response
 
 log = logging.getLogger(__name__)
@@ -70,58 +70,58 @@ def detail_view(sub: Submission) -> dict[str, Any]:
     }
 
 
-def enqueue(submission_id: str) -> None:
-    """Hand a committed submission to stage 1, or withdraw it and answer 503.
+def enqueue(submission_ids: list[str]) -> None:
+    """Hand committed submissions to stage 1 (one pipelined send), or withdraw them and raise
+    503.
 
-    A 2xx promises the image will be decided. When the broker cannot take the message (Redis
-    restarting, say), the submission is deleted again and the client told to retry, rather than
-    left ``queued`` until the slow ``cascade.maintenance.requeue_stale`` sweep finds it. Should
-    the delete fail too (database gone as well), the row stays and that sweep decides it.
+    A 2xx promises the image will be decided. When the broker cannot take the messages (Redis
+    restarting, say), the submissions are deleted again and the client told to retry, rather
+    than left ``queued`` until the slow ``cascade.maintenance.requeue_stale`` sweep finds them.
+    Should the delete fail too (database gone as well), the rows stay and that sweep decides
+    them (a message that did go out is harmless twice: every step is idempotent).
     """
+    if not submission_ids:
+        return
     try:
-        dispatcher().stage1(submission_id)
+        dispatcher().stage1(*submission_ids)
         return
     except Exception as exc:
-        log.warning("could not enqueue submission %s: %s", submission_id, type(exc).__name__)
+        log.warning("could not enqueue %d submissions: %s", len(submission_ids),
+                    type(exc).__name__)  # fmt: skip
     try:
         session = db()
         session.execute(
             delete(Submission).where(
-                Submission.id == submission_id, Submission.state == State.QUEUED
+                Submission.id.in_(submission_ids), Submission.state == State.QUEUED
             )
         )
         session.commit()
     except Exception:
-        log.exception("could not withdraw submission %s; the stale sweep will requeue it",
-                      submission_id)  # fmt: skip
+        log.exception("could not withdraw submissions %s; the stale sweep will requeue them",
+                      submission_ids)  # fmt: skip
     raise ServiceUnavailable(
         "the moderation queue is unreachable for a moment; the image was not accepted, retry",
         retry_after=ENQUEUE_RETRY_AFTER_S,
     )
 
 
-def _accept_committed(
-    ctx: Context, item: Upload, key: str | None, callback: str | None
-) -> Accepted:
-    """``accept`` in its own transaction, surviving a concurrent twin.
+Outcome = Accepted | CascadeError  # one item's answer from intake
 
-    Two requests with the same Idempotency-Key (or the same new image) can both pass the
-    look-ups and then collide on a unique constraint; the loser retries once and finds the
+
+def accept_all(ctx: Context, req: UploadRequest) -> list[Outcome]:
+    """Every item of the request through intake, in one transaction (one commit per request).
+
+    A refused item (a 4xx) has written nothing, so it rides along without harm. Two requests
+    with the same Idempotency-Key (or the same new image) can both pass the look-ups and then
+    collide on a unique constraint; the loser rolls back and runs once more, and then finds the
     winner's rows, so it answers as a replay instead of a 500.
     """
     session = db()
     for attempt in (1, 2):
         try:
-            accepted = accept(
-                ctx,
-                session,
-                tenant_id=g.tenant_id,
-                data=item.data,
-                idempotency_key=key,
-                callback_url=callback,
-            )
+            outcomes = [_accept_item(ctx, req, i) for i in range(len(req.items))]
             session.commit()
-            return accepted
+            return outcomes
         except IntegrityError:
             session.rollback()
             if attempt == 2:
@@ -129,33 +129,62 @@ def _accept_committed(
     raise AssertionError("unreachable")
 
 
-def submit_one(ctx: Context, req: UploadRequest, index: int) -> tuple[dict[str, Any], int, bool]:
-    """Accept item ``index``: (body, status, is a replay). Cascade errors propagate."""
+def _accept_item(ctx: Context, req: UploadRequest, index: int) -> Outcome:
     item = req.items[index]
     if item.refused is not None:
-        raise item.refused
-    accepted = _accept_committed(ctx, item, req.item_key(index), req.callback_url)
-    sub = accepted.submission
-    if accepted.created and (not accepted.cached or sub.audit):
-        enqueue(sub.id)  # an audited cache answer is scored by every stage all the same
-    if accepted.callback_due:  # answered from the cache: its callback goes out now, not at a sweep
-        dispatcher().follow_up(callbacks=[sub.id])
-    if accepted.created:
-        SUBMISSIONS.labels(tenant=str(g.tenant_id)).inc()
-    if accepted.cached:
-        CACHE_HITS.labels(kind="api").inc()
-    status = 202 if accepted.created and not accepted.cached else 200
-    return summary_view(sub), status, not accepted.created
-
-
-def _batch_item(ctx: Context, req: UploadRequest, index: int) -> dict[str, Any]:
-    head: dict[str, Any] = {"index": index, "filename": req.items[index].filename}
+        return item.refused
     try:
-        body, status, _ = submit_one(ctx, req, index)
-    except CascadeError as exc:
-        db().rollback()  # nothing of a refused item may ride on the next item's commit
-        REJECTED.labels(code=exc.code).inc()
-        return head | {"status": exc.status, "error": {"code": exc.code, "message": exc.message}}
+        return accept(
+            ctx,
+            db(),
+            tenant_id=g.tenant_id,
+            data=item.data,
+            idempotency_key=req.item_key(index),
+            callback_url=req.callback_url,
+        )
+    except CascadeError as exc:  # raised before intake wrote anything for this item
+        return exc
+
+
+def dispatch_accepted(outcomes: list[Outcome]) -> list[Outcome]:
+    """After the commit: stage 1 for what was queued, callbacks of answers from the cache.
+    Queued items the broker would not take become 503s (their rows withdrawn)."""
+    accepted = [o for o in outcomes if isinstance(o, Accepted)]
+    # An audited cache answer is scored by every stage all the same.
+    queued = [
+        a.submission.id for a in accepted if a.created and (not a.cached or a.submission.audit)
+    ]
+    try:
+        enqueue(queued)
+    except ServiceUnavailable as exc:
+        withdrawn = set(queued)
+        outcomes = [
+            exc if isinstance(o, Accepted) and o.submission.id in withdrawn else o for o in outcomes
+        ]
+    due = [a.submission.id for a in accepted if a.callback_due]
+    if due:  # answered from the cache: its callback goes out now, not at a sweep
+        dispatcher().follow_up(callbacks=due)
+    for o in outcomes:
+        if isinstance(o, Accepted) and o.created:
+            SUBMISSIONS.labels(tenant=str(g.tenant_id)).inc()
+        if isinstance(o, Accepted) and o.cached:
+            CACHE_HITS.labels(kind="api").inc()
+    return outcomes
+
+
+def answer(outcome: Accepted) -> tuple[dict[str, Any], int]:
+    """(body, status) of an accepted item: 202 queued, 200 answered at once or replayed."""
+    status = 202 if outcome.created and not outcome.cached else 200
+    return summary_view(outcome.submission), status
+
+
+def _batch_item(req: UploadRequest, index: int, outcome: Outcome) -> dict[str, Any]:
+    head: dict[str, Any] = {"index": index, "filename": req.items[index].filename}
+    if isinstance(outcome, CascadeError):
+        REJECTED.labels(code=outcome.code).inc()
+        return head | {"status": outcome.status,
+                       "error": {"code": outcome.code, "message": outcome.message}}  # fmt: skip
+    body, status = answer(outcome)
     return head | {"status": status} | body
 
 
@@ -170,11 +199,16 @@ def submit_images() -> tuple[Response, int]:
         check_callback_url(req.callback_url, allow_private=ctx.settings.callback_allow_private)
     if req.batch:
         gate.charge(g.api_key_id, limit=g.rate_limit_per_minute, cost=len(req.items) - 1)
-        items = [_batch_item(ctx, req, i) for i in range(len(req.items))]
+    outcomes = dispatch_accepted(accept_all(ctx, req))
+    if req.batch:
+        items = [_batch_item(req, i, o) for i, o in enumerate(outcomes)]
         return jsonify({"items": items}), 207
-    body, status, replayed = submit_one(ctx, req, 0)
+    (outcome,) = outcomes
+    if isinstance(outcome, CascadeError):
+        raise outcome
+    body, status = answer(outcome)
     response = jsonify(body)
-    if replayed:
+    if not outcome.created:
         response.headers["Idempotent-Replayed"] = "true"
     return response, status
 
