@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -12,14 +16,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.engines import ENGINE_KINDS
 
+log = logging.getLogger(__name__)
+
 PLACEHOLDER_SECRETS = {"", "changethis", "change-me", "dev-insecure-secret"}
+SECRET_FIELDS = ("secret_key", "callback_secret")
+SECRETS_FILE = "secrets.json"  # under var_dir: this installation's own random secrets
 
 
 class Settings(BaseSettings):
     """Everything Cascade reads from its environment.
 
     Production sets ``CASCADE_ENV=production``; then placeholder secrets are refused at start-up
-    rather than discovered later.
+    rather than discovered later. Elsewhere unset secrets come from ``var_dir/secrets.json``
+    (random, made on first use; see ``with_local_secrets``): no placeholder ever signs.
     """
 
     model_config = SettingsConfigDict(env_prefix="CASCADE_", env_file=None, extra="ignore")
@@ -38,8 +47,8 @@ class Settings(BaseSettings):
     # Web
     host: str = "127.0.0.1"
     port: int = 8000
-    secret_key: str = "dev-insecure-secret"
-    callback_secret: str = "dev-insecure-secret"
+    secret_key: str = ""  # unset: this installation's own, from var_dir/secrets.json
+    callback_secret: str = ""
     callback_allow_private: bool = False
     callback_timeout_s: float = 5.0
     callback_max_retries: int = 5
@@ -174,7 +183,72 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def refuse_public_placeholders(settings: Settings, host: str) -> None:
+    """Refuse to listen beyond loopback while a secret is set to a known placeholder (in every
+    env): such a secret lets anyone forge a session cookie or a callback signature."""
+    named = [n for n in SECRET_FIELDS if getattr(settings, n) in PLACEHOLDER_SECRETS - {""}]
+    if named and not is_loopback(host):
+        names = ", ".join(f"CASCADE_{n.upper()}" for n in named)
+        raise ValueError(
+            f"refusing to listen on {host}: {names} set to a public placeholder. Unset it (this "
+            f"installation's own random secret in {settings.var_dir / SECRETS_FILE} is used) or "
+            "set a random one (`python -c 'import secrets; print(secrets.token_hex(32))'`)."
+        )
+
+
+def with_local_secrets(settings: Settings) -> Settings:
+    """``settings`` whose unset or placeholder secrets are replaced by this installation's own:
+    random, kept in ``var_dir/secrets.json`` (mode 0600), made on first use. Every process of
+    an installation (and every restart) reads the same ones, so sessions and callback
+    signatures stay valid across processes, and no two installations share a secret."""
+    named = [n for n in SECRET_FIELDS if getattr(settings, n) in PLACEHOLDER_SECRETS]
+    if not named:
+        return settings
+    for name in named:
+        if getattr(settings, name):
+            log.warning("CASCADE_%s is a placeholder; using %s instead", name.upper(),
+                        settings.var_dir / SECRETS_FILE)  # fmt: skip
+    stored = _load_or_create_secrets(settings.var_dir / SECRETS_FILE)
+    return settings.model_copy(update={n: stored[n] for n in named})
+
+
+def _load_or_create_secrets(path: Path) -> dict[str, str]:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made = {n: secrets.token_hex(32) for n in SECRET_FIELDS}
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(made, handle)
+        try:
+            os.link(draft, path)  # atomic; a process that got there first wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    try:
+        stored = json.loads(path.read_text())
+        if all(stored[n] not in PLACEHOLDER_SECRETS for n in SECRET_FIELDS):
+            return {n: str(stored[n]) for n in SECRET_FIELDS}
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise ValueError(f"{path} does not hold usable secrets; delete it to make new ones")
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read once."""
-    return Settings()
+    """The process's settings, read once, with this installation's own secrets where none are
+    set (see ``with_local_secrets``)."""
+    settings = Settings()
+    refuse_public_placeholders(settings, settings.host)
+    return with_local_secrets(settings)

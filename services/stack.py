@@ -3,6 +3,13 @@ stage workers, the callbacks/maintenance worker, beat and the web app.
 
 ``cascade up``, ``cascade demo``, ``cascade bench e2e`` and the integration tests all start the
 product through this one class, so what is tested is what users run.
+
+Supervision: every child runs in its own process group (a signal reaches gunicorn's workers
+too) and gets SIGTERM when this process dies, even by SIGKILL (``services.embedded``). ``stop``
+takes the children down in order: the web app first (no new uploads), beat, the workers (a
+stage worker runs the batch it holds before it exits) within a drain shorter than the broker's
+visibility timeout, Redis last (it writes its AOF out). ``supervised`` does the same when
+SIGTERM, SIGINT or SIGHUP arrives.
 """
 
 from __future__ import annotations
@@ -14,18 +21,35 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import requests
 
-from cascade.config import Settings, settings_env
+from cascade.config import Settings, settings_env, with_local_secrets
 from cascade.db.session import upgrade
-from services.embedded import RedisProcess, free_port, start_redis
+from services.embedded import RedisProcess, Spawner, free_port, start_redis
 
 log = logging.getLogger(__name__)
 
 READY_LINE = b"cascade worker ready"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+WEB_GRACE_S = 15.0  # gunicorn's own graceful timeout is 10 s
+
+
+class StopRequested(BaseException):
+    """A stop signal arrived (a BaseException, so no ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise StopRequested(signum)
 
 
 @dataclass
@@ -49,6 +73,7 @@ class Stack:
     redis: RedisProcess | None = None
     children: list[Child] = field(default_factory=list)
     port: int = 0
+    spawner: Spawner = field(default_factory=Spawner)
 
     @property
     def url(self) -> str:
@@ -88,7 +113,7 @@ class Stack:
     def _spawn(self, name: str, args: list[str]) -> Child:
         log_path = self._logs() / f"{name}.log"
         handle = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-        proc = subprocess.Popen(
+        proc = self.spawner.popen(
             args, env=self.env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
         )
         child = Child(name, proc, log_path, args)
@@ -96,10 +121,10 @@ class Stack:
         return child
 
     def start(self, *, timeout_s: float = 120) -> Stack:
-        s = self.settings
+        self.settings = s = with_local_secrets(self.settings)  # the children sign with these
         s.var_dir.mkdir(parents=True, exist_ok=True)
         if not s.broker_url:
-            self.redis = start_redis(s.var_dir / "redis")
+            self.redis = start_redis(s.var_dir / "redis", spawner=self.spawner)
         upgrade(s.database)
         shutil.rmtree(self._metrics_dir(), ignore_errors=True)
         self._metrics_dir().mkdir(parents=True)
@@ -172,23 +197,73 @@ class Stack:
         self.wait_ready(timeout_s)
         return child
 
+    @property
+    def drain_s(self) -> float:
+        """How long workers may take to finish what they hold: shorter than the visibility
+        timeout, after which Redis would hand their messages to someone else anyway."""
+        return max(5.0, min(30.0, self.settings.broker_visibility_timeout_s / 2))
+
     def stop(self) -> None:
-        for child in reversed(self.children):
-            if child.process.poll() is None:
-                os.killpg(child.process.pid, signal.SIGTERM)
-        for child in reversed(self.children):
-            try:
-                child.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.process.pid, signal.SIGKILL)
-                child.process.wait()
-        self.children.clear()
+        """Stop every child in order: web, beat, stage workers, the other worker, Redis."""
+        order = [
+            ([c for c in self.children if c.name == "web"], WEB_GRACE_S),
+            ([c for c in self.children if c.name == "beat"], 10.0),
+            ([c for c in self.children if c.name.startswith("worker-stage")], self.drain_s),
+            ([c for c in self.children if c.name.startswith("worker")], self.drain_s),
+            (list(self.children), 10.0),  # anything else
+        ]
+        for group, grace_s in order:
+            _terminate([c for c in group if c in self.children], grace_s)
+            self.children = [c for c in self.children if c not in group]
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        self.spawner.close()
 
     def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _terminate(children: list[Child], grace_s: float) -> None:
+    """SIGTERM each child's process group, wait up to ``grace_s`` for all, SIGKILL the rest."""
+    for child in children:
+        if child.process.poll() is None:
+            _signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        try:
+            child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s; killing it", child.name, grace_s)
+            _signal_group(child, signal.SIGKILL)
+            child.process.wait()
+
+
+def _signal_group(child: Child, signum: int) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(child.process.pid, signum)
+
+
+@contextmanager
+def supervised(stack: Stack, *, timeout_s: float = 120) -> Iterator[Stack]:
+    """Start ``stack``, run the body, then stop every child in order — also when SIGTERM,
+    SIGINT or SIGHUP arrives (what systemd, Docker, Kubernetes, a terminal or a supervisor
+    send; a background job's SIGINT included). Signals during the stop are ignored, so a
+    second Ctrl-C cannot leave half the stack running."""
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in STOP_SIGNALS}
+    try:
+        stack.start(timeout_s=timeout_s)
+        yield stack
+    except StopRequested as stop:
+        log.warning("%s received: stopping every child (web, beat, workers, Redis)", stop)
+    finally:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            stack.stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

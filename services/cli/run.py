@@ -8,7 +8,15 @@ import sys
 
 import click
 
-from cascade.config import get_settings
+from cascade.config import Settings, get_settings, refuse_public_placeholders
+
+
+def _settings() -> Settings:
+    """The process's settings; a refused configuration is a clean error, not a traceback."""
+    try:
+        return get_settings()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _logging(level: str) -> None:
@@ -26,8 +34,13 @@ def _logging(level: str) -> None:
 @click.option("--threads", type=int, default=8, show_default=True, help="Threads per process.")
 def serve(host: str | None, port: int | None, workers: int, threads: int) -> None:
     """Run the web app (upload API /v1, review UI /review, /dashboard, /metrics) on gunicorn."""
-    settings = get_settings()
-    bind = f"{host or settings.host}:{port or settings.port}"
+    settings = _settings()
+    host = host or settings.host
+    try:  # the secrets as configured, before var/secrets.json stood in for unset ones
+        refuse_public_placeholders(Settings(), host)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    bind = f"{host}:{port or settings.port}"
     args = [
         sys.executable, "-m", "gunicorn", "services.wsgi:app",
         "--bind", bind, "--workers", str(workers), "--threads", str(threads),
@@ -57,7 +70,7 @@ def worker(
 
     _logging(loglevel)
     run_worker(
-        get_settings(), queues=queues.split(","), pool=pool, concurrency=concurrency,
+        _settings(), queues=queues.split(","), pool=pool, concurrency=concurrency,
         name=name, metrics_port=metrics_port, loglevel=loglevel,
     )  # fmt: skip
 
@@ -69,7 +82,7 @@ def beat(loglevel: str) -> None:
     from services.worker import run_beat
 
     _logging(loglevel)
-    run_beat(get_settings(), loglevel=loglevel)
+    run_beat(_settings(), loglevel=loglevel)
 
 
 @click.command()
@@ -80,24 +93,20 @@ def up(port: int | None) -> None:
 
     Needs trained models under CASCADE_MODEL_DIR (./var/models): `cascade demo` makes them.
     """
-    from services.stack import Stack
+    from services.stack import Stack, supervised
 
     _logging("info")
-    settings = get_settings()
+    settings = _settings()
     _require_models(settings.model_dir)
     stack = Stack(settings)
     stack.port = port or settings.port
     click.echo("starting Cascade (Redis, workers, web)…")
-    stack.start()
-    click.echo(f"Cascade is up at {stack.url}  (review: {stack.url}/review, "
-               f"dashboard: {stack.url}/dashboard, API docs: {stack.url}/v1/docs)")  # fmt: skip
-    click.echo(f"logs: {settings.var_dir / 'logs'} — Ctrl-C to stop")
-    try:
+    with supervised(stack):
+        click.echo(f"Cascade is up at {stack.url}  (review: {stack.url}/review, "
+                   f"dashboard: {stack.url}/dashboard, API docs: {stack.url}/v1/docs)")  # fmt: skip
+        click.echo(f"logs: {settings.var_dir / 'logs'} — Ctrl-C (or SIGTERM) to stop")
         stack.run_until_interrupted()
-    except KeyboardInterrupt:
-        click.echo("stopping…")
-    finally:
-        stack.stop()
+    click.echo("stopped")
 
 
 def _require_models(model_dir: os.PathLike[str]) -> None:
@@ -137,17 +146,16 @@ def demo(
     compare the two rounds."""
     from services.demo import DemoRun, ensure_demo_models_verbose
     from services.embedded import free_port, port_is_free
-    from services.stack import Stack
+    from services.stack import Stack, supervised
 
     _logging("warning")
-    settings = get_settings().model_copy(update={"audit_rate": audit_rate, "alpha": alpha})
+    settings = _settings().model_copy(update={"audit_rate": audit_rate, "alpha": alpha})
     click.echo(f"[1/4] demo models under {settings.model_dir} (trained on the first run)")
     ensure_demo_models_verbose(settings)
     click.echo("[2/4] starting the stack (Redis, stage workers, beat, web)")
     stack = Stack(settings)
     stack.port = settings.port if port_is_free(settings.port) else free_port()
-    stack.start(timeout_s=300)
-    try:
+    with supervised(stack, timeout_s=300):
         run = DemoRun(stack, harmful_rate=harmful_rate, accuracy=moderator_accuracy, seed=seed)
         click.echo(f"[3/4] round 1: {images} images under the current thresholds")
         before = run.round(images, "before the retune")
@@ -160,9 +168,5 @@ def demo(
         if keep_running is None:
             keep_running = sys.stdin.isatty()
         if keep_running:
-            click.echo("running — Ctrl-C to stop")
+            click.echo("running — Ctrl-C (or SIGTERM) to stop")
             stack.run_until_interrupted()
-    except KeyboardInterrupt:
-        click.echo("stopping…")
-    finally:
-        stack.stop()
