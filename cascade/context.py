@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cascade.blobs import BlobStore
-from cascade.config import Settings, get_settings
+from cascade.config import Settings, get_settings, with_local_secrets
 from cascade.db.session import make_engine, make_sessionmaker
 
 
@@ -27,7 +27,8 @@ class Context:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Context:
-        settings = settings or get_settings()
+        # Never a placeholder secret: unset ones come from var_dir/secrets.json.
+        settings = with_local_secrets(settings or get_settings())
         engine = make_engine(settings.database)
         return cls(
             settings=settings,
