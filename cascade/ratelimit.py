@@ -6,10 +6,13 @@ Both live in the broker's Redis, so every API process shares one view:
   checked atomically in a Lua script on Redis's own clock). Unlike a fixed window it never
   lets through twice the limit across a window boundary, and its Retry-After is exact: the
   time until enough old requests leave the window.
-* ``Backpressure`` refuses uploads while the stage-1 queue is longer than
-  ``Settings.max_queue_depth``. Celery's Redis transport keeps each queue as a list named
-  after it, so its depth is one ``LLEN``; the answer is cached for about a second so a burst
-  of uploads costs one round trip, not one each.
+* ``Backlog`` holds the stage-1 backlog to ``Settings.max_queue_depth`` images *atomically*
+  across every API process: a request reserves room for its images in one Lua call (refused
+  when they would not fit), the ids it hands to stage 1 take the place of the reservation, and
+  the stage-1 worker removes them once their batch is written. The backlog is therefore what
+  was admitted and not yet screened — waiting in the list, prefetched or buffered by a worker,
+  or coming back after a worker died — so neither a burst of parallel uploads (the old gate
+  read a cached ``LLEN``) nor the redelivery of a killed worker's messages pushes it over.
 
 Redis trouble fails open (logged): refusing every upload because the limiter is unreachable
 would turn a metrics-grade outage into a full one; the enqueue itself still needs the broker.
@@ -19,10 +22,9 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cascade import queues
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 
 WINDOW_S = 60.0
 BACKPRESSURE_RETRY_AFTER_S = 5
+BACKLOG_KEY = "cascade:backlog:stage1"  # sorted set: admitted ids (and reservations) by time
+# An entry older than this is forgotten (an image lost to a broker without persistence would
+# otherwise hold its place for ever; the stale sweep owns it by then).
+BACKLOG_HORIZON_S = 900
 
 # KEYS[1]: the key's log. ARGV: window seconds, limit, cost, member id.
 # Returns {allowed (0/1), used, retry_after seconds as a string}.
@@ -113,8 +119,27 @@ class RateLimiter:
             )
 
 
-class Backpressure:
-    """Refuses new work while the stage-1 queue is deeper than ``max_depth``."""
+# KEYS: backlog, stage-1 list. ARGV: horizon s, limit, count, reservation id.
+# Returns {admitted (0/1), depth before}. The depth is the backlog, or the list's length when
+# that is longer (messages sent to the queue directly, not through the API).
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+local depth = math.max(redis.call('ZCARD', KEYS[1]), redis.call('LLEN', KEYS[2]))
+local n = tonumber(ARGV[3])
+if depth + n > tonumber(ARGV[2]) then
+  return {0, depth}
+end
+for i = 1, n do
+  redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i)
+end
+return {1, depth}
+"""
+
+
+class Backlog:
+    """The stage-1 backlog, held to ``max_depth`` images across every API process."""
 
     def __init__(
         self,
@@ -122,36 +147,80 @@ class Backpressure:
         *,
         max_depth: int,
         queue: str = queues.STAGE1,
-        ttl_s: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        key: str = BACKLOG_KEY,
+        horizon_s: int = BACKLOG_HORIZON_S,
     ) -> None:
         self.client = client
         self.max_depth = max_depth
         self.queue = queue
-        self.ttl_s = ttl_s
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._read_at = -math.inf
+        self.key = key
+        self.horizon_s = horizon_s
+        self._reserve = client.register_script(_RESERVE)
 
     def depth(self) -> int:
-        """The queue's length, read at most once per ``ttl_s`` (0 when Redis cannot be read)."""
-        with self._lock:
-            now = self.clock()
-            if now - self._read_at >= self.ttl_s:
-                try:
-                    self._depth = int(self.client.llen(self.queue))
-                except Exception as exc:
-                    log.warning("queue depth unavailable, not applying backpressure: %s", exc)
-                    self._depth = 0
-                self._read_at = now
-            return self._depth
+        """Images admitted and not yet screened (0 when Redis cannot be read)."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zcard(self.key).llen(self.queue)
+            backlog, listed = pipe.execute()
+        except Exception as exc:
+            log.warning("queue depth unavailable, not applying backpressure: %s", exc)
+            return 0
+        return max(int(backlog), int(listed))
 
     def check(self) -> None:
+        """Refuse at once when the backlog is full (before a request body is read)."""
         depth = self.depth()
-        if depth > self.max_depth:
-            raise ServiceUnavailable(
-                f"the moderation queue is full ({depth} images waiting, limit "
-                f"{self.max_depth}); retry later",
-                retry_after=BACKPRESSURE_RETRY_AFTER_S,
+        if depth >= self.max_depth:
+            raise self._full(depth)
+
+    @contextmanager
+    def reserve(self, count: int) -> Iterator[None]:
+        """Room for ``count`` images for the length of a request, or ``ServiceUnavailable``.
+        The ids the request hands to stage 1 go to ``track``; the reservation ends with the
+        block (they overlap for a moment: the backlog errs on the full side)."""
+        token = f"reserved:{uuid.uuid4().hex}"
+        try:
+            admitted, depth = self._reserve(
+                keys=[self.key, self.queue], args=[self.horizon_s, self.max_depth, count, token]
             )
+        except Exception as exc:  # Redis trouble: fail open, the enqueue still needs the broker
+            log.warning("backlog unavailable, not applying backpressure: %s", exc)
+            yield
+            return
+        if not int(admitted):
+            raise self._full(int(depth))
+        try:
+            yield
+        finally:
+            self._forget([f"{token}:{i}" for i in range(1, count + 1)])
+
+    def track(self, ids: Iterable[str]) -> None:
+        """``ids`` were sent to stage 1: they count until their batch is written."""
+        ids = list(ids)
+        if not ids:
+            return
+        try:
+            now = float(self.client.time()[0])
+            self.client.zadd(self.key, dict.fromkeys(ids, now))
+        except Exception as exc:
+            log.warning("could not count %d images in the backlog: %s", len(ids), exc)
+
+    def release(self, ids: Iterable[str]) -> None:
+        """Stage 1 has written ``ids``' batch: they leave the backlog."""
+        self._forget(list(ids))
+
+    def _forget(self, members: list[str]) -> None:
+        if not members:
+            return
+        try:
+            self.client.zrem(self.key, *members)
+        except Exception as exc:  # they expire after the horizon
+            log.warning("could not release %d backlog entries: %s", len(members), exc)
+
+    def _full(self, depth: int) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"the moderation queue is full ({depth} images waiting, limit "
+            f"{self.max_depth}); retry later",
+            retry_after=BACKPRESSURE_RETRY_AFTER_S,
+        )

@@ -18,6 +18,7 @@ from cascade.config import Settings
 from cascade.context import Context
 from cascade.dispatch import Dispatcher
 from cascade.pipeline import StageRunner
+from cascade.ratelimit import Backlog, redis_for
 from cascade.thresholds import ThresholdCache
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class WorkerRuntime:
         self._ctx: Context | None = None
         self._thresholds: ThresholdCache | None = None
         self._runners: dict[int, StageRunner] = {}
+        self._backlog: Backlog | None = None
 
     @property
     def ctx(self) -> Context:
@@ -45,6 +47,15 @@ class WorkerRuntime:
         if self._thresholds is None:
             self._thresholds = ThresholdCache(self.ctx.sessions, self.settings.threshold_refresh_s)
         return self._thresholds
+
+    @property
+    def backlog(self) -> Backlog | None:
+        """The stage-1 backlog the API admits against (None: the broker is not Redis)."""
+        if self._backlog is None:
+            client = redis_for(self.settings)
+            if client is not None:
+                self._backlog = Backlog(client, max_depth=self.settings.max_queue_depth)
+        return self._backlog
 
     def runner(self, stage: int) -> StageRunner:
         """The stage's runner; its engine loads on first use (``warm_up`` loads it now)."""

@@ -105,6 +105,8 @@ class StageTask(Batches, RuntimeTask):  # type: ignore[misc]
             runtime.dispatcher.requeue(self.stage, ids, delayed=True)
             return
         runtime.dispatcher.follow_up(stage2=out.to_stage2, callbacks=out.callbacks)
+        if self.stage == 1 and runtime.backlog is not None:
+            runtime.backlog.release(ids)  # screened: room for new uploads (API backpressure)
 
 
 class CallbackTask(RuntimeTask):  # type: ignore[misc]
