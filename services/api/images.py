@@ -84,6 +84,7 @@ def enqueue(submission_ids: list[str]) -> None:
         return
     try:
         dispatcher().stage1(*submission_ids)
+        admission().track(submission_ids)  # in the backlog until stage 1 has written them
         return
     except Exception as exc:
         log.warning("could not enqueue %d submissions: %s", len(submission_ids),
@@ -199,7 +200,8 @@ def submit_images() -> tuple[Response, int]:
         check_callback_url(req.callback_url, allow_private=ctx.settings.callback_allow_private)
     if req.batch:
         gate.charge(g.api_key_id, limit=g.rate_limit_per_minute, cost=len(req.items) - 1)
-    outcomes = dispatch_accepted(accept_all(ctx, req))
+    with gate.reserve(len(req.items)):  # atomic across API processes: no overshoot
+        outcomes = dispatch_accepted(accept_all(ctx, req))
     if req.batch:
         items = [_batch_item(req, i, o) for i, o in enumerate(outcomes)]
         return jsonify({"items": items}), 207

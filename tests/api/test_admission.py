@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -12,7 +13,7 @@ from flask.testing import FlaskClient
 from cascade import queues
 from cascade.context import Context
 from cascade.errors import ServiceUnavailable, TooManyRequests
-from cascade.ratelimit import Backpressure, RateLimiter, redis_client
+from cascade.ratelimit import Backlog, RateLimiter, redis_client
 from tests.api.conftest import issue_key, stage1_messages
 
 pytestmark = pytest.mark.integration
@@ -84,25 +85,47 @@ def test_backpressure_answers_503_with_retry_after(
     assert api.get("/v1/images/x", headers=auth).status_code == 404
 
 
-def test_backpressure_caches_the_depth_for_its_ttl(redis_client: redis.Redis) -> None:
-    now = [100.0]
-    gate = Backpressure(redis_client, max_depth=2, ttl_s=1.0, clock=lambda: now[0])
-    gate.check()
-    redis_client.rpush(queues.STAGE1, b"a", b"b", b"c")
-    gate.check()  # still the cached depth (0)
-    now[0] += 1.0
-    with pytest.raises(ServiceUnavailable):
-        gate.check()
-    redis_client.delete(queues.STAGE1)
-    now[0] += 1.0
-    gate.check()
+def test_the_backlog_is_held_atomically_across_processes(redis_client: redis.Redis) -> None:
+    """Many gates (API processes) admitting at once never admit more than the limit; what stage 1
+    has written leaves the backlog and makes room again."""
+    gates = [Backlog(redis_client, max_depth=20, key="test:backlog") for _ in range(8)]
+    admitted: list[str] = []
+    lock = threading.Lock()
+
+    def upload(gate: Backlog, n: int) -> None:
+        try:
+            with gate.reserve(3):
+                ids = [f"{n}-{i}" for i in range(3)]
+                gate.track(ids)
+                with lock:
+                    admitted.extend(ids)
+        except ServiceUnavailable:
+            pass
+
+    threads = [threading.Thread(target=upload, args=(gates[n % 8], n)) for n in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert 0 < len(admitted) <= 20
+    assert gates[0].depth() == len(admitted)  # reservations ended, the ids stay
+    with pytest.raises(ServiceUnavailable), gates[1].reserve(20 - len(admitted) + 1):
+        pass
+    gates[2].release(admitted)
+    assert gates[3].depth() == 0
+    with gates[4].reserve(20):
+        pass
 
 
 def test_redis_down_fails_open() -> None:
     dead = redis_client("redis://127.0.0.1:1/0")
     RateLimiter(dead).hit("k", limit=1)
     RateLimiter(dead).hit("k", limit=1)
-    assert Backpressure(dead, max_depth=0).depth() == 0
+    gate = Backlog(dead, max_depth=0)
+    assert gate.depth() == 0
+    with gate.reserve(5):
+        gate.track(["a"])
+    gate.release(["a"])
 
 
 @pytest.mark.parametrize(
