@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     stage2_batch_size: int = 16
     stage2_flush_interval_s: float = 0.1
     decode_threads: int = 2
+    # ONNX Runtime intra-op threads per stage worker (0: all usable cores, at most 8). One by
+    # default: measured on 2 shared cores, spare intra-op threads spin and cost each stage 2-3x
+    # the CPU per image (README, "Batching knobs"); raise it on a node with cores to spare.
+    engine_threads: int = Field(1, ge=0, le=64)
     # The shorter side of the derivative intake stores for the stages (cascade/derivative.py);
     # 0: the largest input side of the stages under model_dir (256 when there are none).
     derivative_side: int = Field(0, ge=0, le=4096)

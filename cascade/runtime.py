@@ -72,7 +72,8 @@ class WorkerRuntime:
         device = "cuda" if self.settings.engine == "tensorrt" else "cpu"
         path = self.settings.model_dir / f"stage{stage}"
         log.info("loading %s engine for stage %d from %s", self.settings.engine, stage, path)
-        return load_engine(path, kind=self.settings.engine, device=device)
+        threads = self.settings.engine_threads or None
+        return load_engine(path, kind=self.settings.engine, device=device, threads=threads)
 
 
 _runtime: tuple[int, WorkerRuntime] | None = None
