@@ -82,3 +82,12 @@ class BlobStore:
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self._path(key)))
+
+    def delete(self, key: str) -> bool:
+        """Remove a blob (retention, ``cascade db prune``); False when it was not there (not an
+        error: a derivative may never have been made)."""
+        path = self._path(key)
+        if not self.fs.exists(path):
+            return False
+        self.fs.rm(path)
+        return True
