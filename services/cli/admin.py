@@ -6,6 +6,8 @@ context's ``obj`` instead.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from cascade.config import Settings, get_settings
@@ -18,7 +20,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 @click.group()
 def db() -> None:
-    """Database migrations."""
+    """Database migrations, roll-ups and retention."""
 
 
 @db.command("upgrade")
@@ -31,6 +33,69 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     settings = _settings(ctx)
     upgrade(settings.database, revision)
     click.echo(f"database is at {revision}")
+
+
+@db.command("rollup")
+@click.pass_context
+def db_rollup(ctx: click.Context) -> None:
+    """Roll up every decision the roll-ups do not count yet (beat does this every minute; run
+    it after a bulk import)."""
+    from cascade import rollup
+    from cascade.context import Context
+    from cascade.db.session import session_scope
+
+    total = 0
+    with Context.opened(_settings(ctx)) as context:
+        while True:
+            with session_scope(context.sessions) as session:
+                n = rollup.catch_up(session)
+            total += n
+            if n == 0:
+                break
+            click.echo(f"rolled up {total:,} decisions", err=True)
+    click.echo(f"rolled up {total:,} decisions; nothing left unrolled")
+
+
+@db.command("prune")
+@click.option("--days", type=int, default=None,
+              help="Keep raw rows this many days (default: the retention policy's 30).")  # fmt: skip
+@click.option("--archive", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the pruned submissions to a .jsonl.gz file in this folder first.")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
+@click.option("--chunk", type=click.IntRange(min=1), default=5_000, show_default=True,
+              help="Submissions per transaction.")  # fmt: skip
+@click.pass_context
+def db_prune(
+    ctx: click.Context, days: int | None, archive: Path | None, dry_run: bool, chunk: int
+) -> None:
+    """Apply the retention policy (docs/retention.md): delete raw submissions, their images and
+    blobs older than --days; roll-ups, audit rows, labels and labelled errors are kept."""
+    from cascade import retention
+    from cascade.context import Context
+
+    try:
+        cutoff = retention.cutoff_for(retention.DEFAULT_DAYS if days is None else days)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--days") from None
+    with Context.opened(_settings(ctx)) as context:
+        if dry_run:
+            with context.sessions() as session:
+                n = retention.count_prunable(session, cutoff)
+            click.echo(f"{n:,} submissions created before {cutoff:%Y-%m-%d %H:%M} UTC would go")
+            return
+        report = retention.prune(
+            context.sessions, cutoff=cutoff, delete_blob=context.blobs.delete,
+            archive=archive, chunk=chunk,
+        )  # fmt: skip
+    click.echo(
+        f"pruned {report.submissions:,} submissions, {report.images:,} images, "
+        f"{report.blobs:,} blobs, {report.ledger_minutes:,} ledger minutes and "
+        f"{report.fine_cells:,} 5-minute roll-up cells created before "
+        f"{cutoff:%Y-%m-%d %H:%M} UTC"
+        + (f"; archived to {report.archive}" if report.archive else "")
+    )
+    for error in report.blob_errors[:20]:
+        click.echo(f"blob not deleted: {error}", err=True)
 
 
 @click.group()
