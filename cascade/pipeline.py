@@ -18,18 +18,18 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import inspect, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from cascade import metrics, rollup
 from cascade.context import Context
 from cascade.cost import record_batch
+from cascade.db.bulk import flush_by_shape
 from cascade.db.schema import Image, ReviewReason, State, Submission, utcnow
 from cascade.decisions import ReviewRequest, finalize, open_reviews
 from cascade.derivative import StoredImage, stage_input
@@ -65,29 +65,14 @@ class BatchOutcome:
     latencies: list[tuple[str, float]] = field(default_factory=list)  # (decider, seconds)
 
 
-def flush_by_shape(session: Session, rows: Sequence[Any]) -> None:
-    """Write the changes of ``rows`` with one UPDATE (executemany) per set of changed columns.
-
-    The unit of work batches only consecutive rows that change the same columns, in primary-key
-    order; a batch with mixed routes would cost nearly a statement a row. Here rows are grouped
-    first, written by primary key, and their changes then marked as written."""
-    shapes: dict[tuple[type, frozenset[str]], list[dict[str, Any]]] = {}
-    written: list[tuple[Any, dict[str, Any]]] = []
-    for row in rows:
-        state = inspect(row)
-        changed = {a.key: a.value for a in state.attrs if a.history.has_changes()}
-        if not changed:
-            continue
-        keys = [state.mapper.get_property_by_column(c).key for c in state.mapper.primary_key]
-        pk = dict(zip(keys, state.identity or (), strict=True))
-        shapes.setdefault((type(row), frozenset(changed)), []).append(pk | changed)
-        written.append((row, changed))
-    with session.no_autoflush:  # or the unit of work writes them first, row by row
-        for (model, _), params in shapes.items():
-            session.execute(update(model), params)
-    for row, changed in written:
-        for key, value in changed.items():
-            set_committed_value(row, key, value)
+def _now(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+    """``fn`` run here and now, its outcome as a finished future (no reader threads)."""
+    future: Future[Any] = Future()
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
 
 
 class StageRunner:
@@ -113,7 +98,8 @@ class StageRunner:
         self.thresholds = thresholds
         self.worker = worker
         self.rng = rng or random.Random()
-        self._pool = ThreadPoolExecutor(max(1, ctx.settings.decode_threads), "decode")
+        threads = ctx.settings.decode_threads  # 0: read in the batch's own thread
+        self._pool = ThreadPoolExecutor(threads, "decode") if threads > 0 else None
 
     @property
     def engine(self) -> EngineLike:
@@ -224,11 +210,13 @@ class StageRunner:
     def _decode(
         self, session: Session, todo: list[Submission], out: BatchOutcome
     ) -> tuple[list[np.ndarray], list[Submission]]:
-        """Each image's input tensor from its derivative, in the reader threads."""
+        """Each image's input tensor from its derivative, in the reader threads (they pay off
+        when the blob store is far away: an object store's latency overlaps)."""
         t0 = time.perf_counter()
         cfg, limit = self.engine.preprocess, self.ctx.settings.max_pixels
+        submit = self._pool.submit if self._pool is not None else _now
         futures = [
-            self._pool.submit(stage_input, self.ctx.blobs, stored, cfg, max_pixels=limit)
+            submit(stage_input, self.ctx.blobs, stored, cfg, max_pixels=limit)
             for stored in self._stored_images(session, todo)
         ]
         tensors, good = [], []

@@ -1,0 +1,35 @@
+"""Bulk writes of ORM rows: one statement per shape of change, not one per row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import inspect, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+
+def flush_by_shape(session: Session, rows: Sequence[Any]) -> None:
+    """Write the changes of ``rows`` with one UPDATE (executemany) per set of changed columns.
+
+    The unit of work batches only consecutive rows that change the same columns, in primary-key
+    order; a batch with mixed routes would cost nearly a statement a row. Here rows are grouped
+    first, written by primary key, and their changes then marked as written."""
+    shapes: dict[tuple[type, frozenset[str]], list[dict[str, Any]]] = {}
+    written: list[tuple[Any, dict[str, Any]]] = []
+    for row in rows:
+        state = inspect(row)
+        changed = {a.key: a.value for a in state.attrs if a.history.has_changes()}
+        if not changed:
+            continue
+        keys = [state.mapper.get_property_by_column(c).key for c in state.mapper.primary_key]
+        pk = dict(zip(keys, state.identity or (), strict=True))
+        shapes.setdefault((type(row), frozenset(changed)), []).append(pk | changed)
+        written.append((row, changed))
+    with session.no_autoflush:  # or the unit of work writes them first, row by row
+        for (model, _), params in shapes.items():
+            session.execute(update(model), params)
+    for row, changed in written:
+        for key, value in changed.items():
+            set_committed_value(row, key, value)
