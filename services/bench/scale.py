@@ -162,6 +162,7 @@ def scale(
     settings = Settings.model_validate({"env": "test"})
     params = {"n": n, "days": days, "seed": 0, "audit_rate": audit_rate}
     results: dict[str, Any] = {}
+    paths: list[Path] = []
     for backend in backends:
         url = (scale_db.sqlite_url(data) if backend == "sqlite"
                else scale_db.postgres_url(postgres_url, pg_database))  # fmt: skip
@@ -171,8 +172,8 @@ def scale(
         results[backend] = {"data": meta, **measure(url, runs)}
         if backend == "postgresql" and drop_postgres:
             scale_db.drop_postgres(url)
-    command = f"cascade bench scale --n {n} --days {days:g} --runs {runs}"
-    meta_all = {"command": command, "runs": runs,
-                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"}  # fmt: skip
-    for path in write(out, meta_all, results):
-        click.echo(f"wrote {path}")
+        # Written after each database, so a failure on the next keeps what was measured.
+        command = f"cascade bench scale --n {n} --days {days:g} --runs {runs}"
+        machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+        paths = write(out, {"command": command, "runs": runs, "machine": machine}, results)
+    click.echo("wrote " + ", ".join(str(p) for p in paths))

@@ -1,8 +1,11 @@
 """The near-duplicate lookup of `cascade bench scale`, over the generated images' hashes.
 
-Each lookup is what intake asks for a new upload: an image whose perceptual hash is a stored
-image's hash with a few bits flipped (so a near duplicate exists, deep in the history), whose own
-bytes are new (so the exact-hash answer is empty and the near-duplicate path runs).
+Each lookup is what intake asks for a new upload (``cascade.intake._cached_decision``): its
+exact-bytes answer (empty: the bytes are new), then the near-duplicate index
+(``cascade.neardup``, multi-index hashing over the hash's four 16-bit bands) and the decision
+of what it found. The query hash is a stored image's hash with ``distance`` bits flipped, so a
+near duplicate exists deep in the history. The index's own ``find`` is timed as well, at the
+headline distance and at the farthest it supports.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from sqlalchemy import func, select
 
 from cascade.context import Context
 from cascade.db.schema import Image
+from cascade.neardup import MAX_DISTANCE, NearDuplicateIndex
 from cascade.phash import to_signed64
 from services.bench.scale_load import sha
 
-METHOD = "cascade.intake._cached_decision (recent-decisions scan)"
+METHOD = "cascade.intake._cached_decision: exact bytes, then cascade.neardup (multi-index hashing)"
 
 
 def _near(phash: int, distance: int, rng: random.Random) -> int:
@@ -29,21 +33,38 @@ def _near(phash: int, distance: int, rng: random.Random) -> int:
     return to_signed64(value)
 
 
+def _queries(session: Any, runs: int, distance: int, rng: random.Random) -> list[Image]:
+    total = int(session.scalar(select(func.count()).select_from(Image)) or 0)
+    out = []
+    for run in range(runs):
+        stored = session.get(Image, sha(rng.randrange(total)))
+        assert stored is not None, "the generated images are numbered 0..n-1"
+        out.append(Image(sha256=f"{run:064x}"[::-1], phash=_near(stored.phash, distance, rng)))
+    return out
+
+
 def lookups(context: Context, *, runs: int, distance: int, seed: int = 0) -> dict[str, Any]:
-    """``runs`` timed lookups (the first on a cold connection); what was found each time."""
+    """``runs`` timed intake lookups (the first on a new connection), then the index alone."""
     from cascade.intake import _cached_decision
 
     rng = random.Random(seed)
     times, found = [], []
     with context.sessions() as session:
         total = int(session.scalar(select(func.count()).select_from(Image)) or 0)
-        for run in range(runs):
-            stored = session.get(Image, sha(rng.randrange(total)))
-            assert stored is not None, "the generated images are numbered 0..n-1"
-            probe = Image(sha256=f"{run:064x}"[::-1], phash=_near(stored.phash, distance, rng))
+        for query in _queries(session, runs, distance, rng):
             t0 = time.perf_counter()
-            decision = _cached_decision(session, probe, distance)
+            decision = _cached_decision(session, query, distance, known=True)
             times.append((time.perf_counter() - t0) * 1000)
             found.append(decision is not None)
+        index = {}
+        for d in sorted({distance, MAX_DISTANCE}):
+            ms, candidates = [], []
+            for query in _queries(session, runs, d, rng):
+                t0 = time.perf_counter()
+                result = NearDuplicateIndex(session).find(query.phash, d)
+                ms.append((time.perf_counter() - t0) * 1000)
+                candidates.append(result.candidates)
+            index[str(d)] = {"median_ms": statistics.median(ms), "ms": ms,
+                             "candidates": candidates}  # fmt: skip
     return {"ms": times, "median_ms": statistics.median(times), "found": found,
-            "method": METHOD, "images": total, "distance": distance}  # fmt: skip
+            "method": METHOD, "images": total, "distance": distance, "find": index}  # fmt: skip

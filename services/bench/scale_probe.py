@@ -112,7 +112,7 @@ def review(url: str, users: str, evict_: bool) -> None:
 @probe.command("near-duplicate")
 @click.option("--url", required=True)
 @click.option("--runs", type=int, default=5)
-@click.option("--distance", type=int, default=4)
+@click.option("--distance", type=int, default=3)
 @click.option("--evict/--no-evict", "evict_", default=True)
 def near_duplicate(url: str, runs: int, distance: int, evict_: bool) -> None:
     """The near-duplicate lookup as intake does it, for images already stored (their own hash
