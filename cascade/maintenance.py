@@ -7,6 +7,7 @@ nothing of ours) because these jobs read the database and talk to the broker.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -23,20 +24,33 @@ from cascade.tasknames import CALLBACK_TASK, stage_task
 log = logging.getLogger(__name__)
 
 
+EPOCH_KEY = "cascade:broker-epoch"  # lives exactly as long as the broker's data
+
+
 class ListLengths(Protocol):
     """What ``refresh_gauges`` needs of a broker client: Redis' ``LLEN`` (redis-py has it)."""
 
     def llen(self, name: str) -> Any: ...
 
 
-def broker_lists(broker_url: str | None) -> ListLengths | None:
+class MarkerStore(Protocol):
+    """What ``requeue_after_broker_loss`` needs of a broker client: Redis' ``SET ... NX``."""
+
+    def set(self, name: str, value: str, *, nx: bool = ...) -> Any: ...
+
+
+class BrokerClient(ListLengths, MarkerStore, Protocol):
+    """A Redis client on the broker."""
+
+
+def broker_lists(broker_url: str | None) -> BrokerClient | None:
     """A Redis client on the broker (queues are Redis lists), or None for other brokers."""
     url = str(broker_url or "")
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
     import redis
 
-    client: ListLengths = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    client: BrokerClient = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     return client
 
 
@@ -103,3 +117,22 @@ def roll_up(context: Context, *, limit: int = 20_000) -> int:
         total += n
         if n < limit:
             return total
+
+
+def requeue_after_broker_loss(
+    context: Context, dispatcher: Dispatcher, broker_client: MarkerStore | None
+) -> int:
+    """A broker that came back without its data (Redis restarted without AOF, a failover to an
+    empty replica, a flush) lost every message it held; the database still knows what is
+    unfinished. A marker key that lives only as long as the broker's data tells: when it is
+    gone, everything pending is sent again now rather than after ``stale_after_s``. (On a
+    fresh broker nothing is pending yet; a duplicate of a message that did survive is
+    harmless.) Returns how many messages were sent."""
+    if broker_client is None:
+        return 0
+    if not broker_client.set(EPOCH_KEY, uuid.uuid4().hex, nx=True):
+        return 0  # the marker survived: so did the messages
+    sent = requeue_stale(context, dispatcher, 0)
+    if sent:
+        log.warning("the broker lost its data; sent %d unfinished items again", sent)
+    return sent

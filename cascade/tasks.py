@@ -18,6 +18,7 @@ from cascade.errors import CascadeError
 from cascade.runtime import WorkerRuntime, process_runtime, settings_of
 from cascade.tasknames import (
     CALLBACK_TASK,
+    CHECK_BROKER_TASK,
     REFRESH_GAUGES_TASK,
     REQUEUE_STALE_TASK,
     REQUEUE_TASK,
@@ -169,3 +170,11 @@ def refresh_gauges() -> None:
 def roll_up() -> int:
     """Roll up decisions made outside the stage workers (``cascade.maintenance.roll_up``)."""
     return maintenance.roll_up(roll_up.runtime.ctx)
+
+
+@shared_task(name=CHECK_BROKER_TASK, base=RuntimeTask)
+def check_broker() -> int:
+    """Send unfinished work again at once if the broker lost its data (see ``maintenance``)."""
+    runtime = check_broker.runtime
+    client = maintenance.broker_lists(runtime.settings.broker_url)
+    return maintenance.requeue_after_broker_loss(runtime.ctx, runtime.dispatcher, client)

@@ -22,6 +22,7 @@ from cascade.config import Settings
 from cascade.queues import STAGE1, STAGE2
 from cascade.runtime import process_runtime
 from cascade.tasknames import (
+    CHECK_BROKER_TASK,
     CHECK_DRIFT_TASK,
     CHECK_ERRORS_TASK,
     REFRESH_GAUGES_TASK,
@@ -34,6 +35,7 @@ from cascade.tasks import StageTask
 log = logging.getLogger(__name__)
 
 READY_MESSAGE = "cascade worker ready"
+BROKER_CHECK_S = 10.0  # a broker that lost its data is noticed this soon (maintenance)
 
 
 class FlushBatchesOnStop(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -73,6 +75,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "args": (settings.stale_after_s,),
         },
         "refresh-gauges": {"task": REFRESH_GAUGES_TASK, "schedule": 15.0},
+        "check-broker": {"task": CHECK_BROKER_TASK, "schedule": BROKER_CHECK_S},
         "roll-up": {"task": ROLL_UP_TASK, "schedule": 60.0},
     }
 

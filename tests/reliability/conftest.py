@@ -9,6 +9,7 @@ answer the API gave.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import threading
 import time
@@ -41,14 +42,19 @@ def api_key(context: Context) -> str:
     return issued.key
 
 
-def restart_redis(stack: Stack, *, down_s: float = 2.0) -> None:
+def restart_redis(stack: Stack, *, down_s: float = 2.0, persist: bool = True) -> None:
     """Stop the stack's own Redis (SIGTERM: it flushes its AOF) and start it again on the same
-    port and data folder, as a restarted pod with a persistent volume would come back."""
+    port and data folder, as a restarted pod with a persistent volume would come back; with
+    ``persist=False``, as one without: its data is gone and it runs without AOF."""
     assert stack.redis is not None, "the stack must run its own Redis (broker_url=None)"
     port, data_dir = stack.redis.port, stack.redis.data_dir
     stack.redis.stop()
+    if not persist:
+        for path in data_dir.iterdir():
+            if path.name != "redis.log":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
     time.sleep(down_s)
-    stack.redis = start_redis(data_dir, port=port, persist=True)
+    stack.redis = start_redis(data_dir, port=port, persist=persist)
 
 
 def final_states(ctx: Context, ids: list[str]) -> dict[str, Submission]:
