@@ -14,6 +14,7 @@ CALLBACK_TASK = "cascade.callback"
 REQUEUE_TASK = "cascade.requeue"  # a failed stage batch, sent again after a pause
 REQUEUE_STALE_TASK = "cascade.maintenance.requeue_stale"
 REFRESH_GAUGES_TASK = "cascade.maintenance.refresh_gauges"
+CHECK_BROKER_TASK = "cascade.maintenance.check_broker"
 ROLL_UP_TASK = "cascade.maintenance.roll_up"
 RETUNE_TASK = "cascade.feedback.retune"
 CHECK_ERRORS_TASK = "cascade.feedback.check_errors"
