@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -156,6 +158,7 @@ class Backlog:
         self.key = key
         self.horizon_s = horizon_s
         self._reserve = client.register_script(_RESERVE)
+        self._held = threading.local()  # this request's reservation entries (one per thread)
 
     def depth(self) -> int:
         """Images admitted and not yet screened (0 when Redis cannot be read)."""
@@ -176,9 +179,9 @@ class Backlog:
 
     @contextmanager
     def reserve(self, count: int) -> Iterator[None]:
-        """Room for ``count`` images for the length of a request, or ``ServiceUnavailable``.
-        The ids the request hands to stage 1 go to ``track``; the reservation ends with the
-        block (they overlap for a moment: the backlog errs on the full side)."""
+        """Room for ``count`` images for the length of a request (this thread), or
+        ``ServiceUnavailable``. The ids it hands to stage 1 go to ``track``, which swaps them
+        for reservation entries; what is left of the reservation ends with the block."""
         token = f"reserved:{uuid.uuid4().hex}"
         try:
             admitted, depth = self._reserve(
@@ -190,19 +193,28 @@ class Backlog:
             return
         if not int(admitted):
             raise self._full(int(depth))
+        self._held.entries = [f"{token}:{i}" for i in range(1, count + 1)]
         try:
             yield
         finally:
-            self._forget([f"{token}:{i}" for i in range(1, count + 1)])
+            left, self._held.entries = self._held.entries, []
+            self._forget(left)
 
     def track(self, ids: Iterable[str]) -> None:
-        """``ids`` were sent to stage 1: they count until their batch is written."""
+        """``ids`` were sent to stage 1: they count until their batch is written. They take the
+        place of this thread's reservation entries in one transaction, so the backlog never
+        shows a request twice (or not at all)."""
         ids = list(ids)
         if not ids:
             return
+        held: list[str] = getattr(self._held, "entries", [])
+        swap, self._held.entries = held[: len(ids)], held[len(ids) :]
         try:
-            now = float(self.client.time()[0])
-            self.client.zadd(self.key, dict.fromkeys(ids, now))
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zadd(self.key, dict.fromkeys(ids, time.time()))
+            if swap:
+                pipe.zrem(self.key, *swap)
+            pipe.execute()
         except Exception as exc:
             log.warning("could not count %d images in the backlog: %s", len(ids), exc)
 

@@ -71,6 +71,7 @@ class Stack:
     log_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     redis: RedisProcess | None = None
+    redis_persist: bool = True  # the stack's own Redis with AOF (as production runs it)
     children: list[Child] = field(default_factory=list)
     port: int = 0
     spawner: Spawner = field(default_factory=Spawner)
@@ -124,7 +125,9 @@ class Stack:
         self.settings = s = with_local_secrets(self.settings)  # the children sign with these
         s.var_dir.mkdir(parents=True, exist_ok=True)
         if not s.broker_url:
-            self.redis = start_redis(s.var_dir / "redis", spawner=self.spawner)
+            self.redis = start_redis(
+                s.var_dir / "redis", persist=self.redis_persist, spawner=self.spawner
+            )
         upgrade(s.database)
         shutil.rmtree(self._metrics_dir(), ignore_errors=True)
         self._metrics_dir().mkdir(parents=True)

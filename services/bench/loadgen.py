@@ -1,12 +1,9 @@
 """A bounded load test against a running stack: measure capacity, offer about twice that, count.
 
-Why not Locust: Locust's runners live on gevent and monkey-patch ``socket`` and ``threading``
-at import, which fights the ``Stack`` child-process management and pytest in the same process.
-This generator is a plain open-loop one instead (threads firing at fixed times, so a slow
-server does not slow the offered rate down): loopback only, a fixed duration, it stops by itself.
-
-Every answer is recorded; afterwards every accepted (2xx) id is followed in the database until
-it is final. ``lost`` is what was accepted and never reached a final state: it must be 0.
+The load itself is Locust (``locustfile.py`` in its own process, ``services.bench.swarm``);
+this module measures: every upload answer is recorded, afterwards every accepted (2xx) id is
+followed in the database until it is final. ``lost`` is what was accepted and never reached a
+final state: it must be 0.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import requests
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
@@ -44,6 +40,7 @@ class Phase:
     name: str
     offered_per_s: float
     duration_s: float
+    started_at: float = 0.0  # epoch seconds of its first request
     samples: list[Sample] = field(default_factory=list)
 
     @property
@@ -89,80 +86,6 @@ def png(seed: int, size: int = 64) -> bytes:
     buf = io.BytesIO()
     PILImage.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
-
-
-class LoadGenerator:
-    """Fires uploads at ``rate`` per second for ``duration_s`` (open loop, ``threads`` senders)."""
-
-    def __init__(
-        self,
-        url: str,
-        api_key: str,
-        *,
-        threads: int = 16,
-        first_seed: int = 0,
-        timeout_s: float = 30,
-    ) -> None:
-        if not url.startswith("http://127.0.0.1:"):
-            raise ValueError(f"load tests run on loopback only, not against {url!r}")
-        self.url = url.rstrip("/")
-        self.api_key = api_key
-        self.threads = threads
-        self.timeout_s = timeout_s
-        self._seed = first_seed
-        self._lock = threading.Lock()
-
-    def _next_seed(self) -> int:
-        with self._lock:
-            self._seed += 1
-            return self._seed
-
-    def _send(self, http: requests.Session, started: float) -> Sample:
-        data = png(self._next_seed())
-        at = time.perf_counter()
-        try:
-            r = http.post(
-                f"{self.url}/v1/images",
-                data=data,
-                headers={"Content-Type": "image/png"},
-                timeout=self.timeout_s,
-            )
-        except requests.RequestException:
-            return Sample(at - started, 0, time.perf_counter() - at)
-        took = time.perf_counter() - at
-        sid = r.json().get("id") if r.status_code in (200, 202) else None
-        return Sample(at - started, r.status_code, took, sid, "Retry-After" in r.headers)
-
-    def run(self, name: str, rate: float, duration_s: float) -> Phase:
-        """Offer ``rate`` uploads/s for ``duration_s``; returns every answer."""
-        phase = Phase(name, rate, duration_s)
-        started = time.perf_counter()
-        total = int(rate * duration_s)
-        slots = iter(range(total))
-        slot_lock = threading.Lock()
-
-        def sender() -> None:
-            http = requests.Session()
-            http.headers["Authorization"] = f"Bearer {self.api_key}"
-            while True:
-                with slot_lock:
-                    n = next(slots, None)
-                if n is None:
-                    break
-                wait = started + n / rate - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
-                sample = self._send(http, started)
-                with slot_lock:
-                    phase.samples.append(sample)
-            http.close()
-
-        workers = [threading.Thread(target=sender, daemon=True) for _ in range(self.threads)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join(timeout=duration_s + self.timeout_s + 30)
-        return phase
 
 
 class DepthProbe:
@@ -273,7 +196,7 @@ class LoadRun:
 
     capacity_per_s: float
     phases: list[Phase]
-    depth: list[tuple[float, int]]  # (seconds into the overload phase, stage-1 queue depth)
+    depths: dict[str, list[tuple[float, int]]]  # name -> (seconds into the overload, depth)
     decided_at: list[float]  # seconds into the overload phase of each overload decision
     decision_p99_s: float
     accepted: int
@@ -290,10 +213,13 @@ class LoadRun:
         return next(p for p in self.phases if p.name == name)
 
 
+Launch = Callable[[str, float, float], Any]  # (phase name, rate/s, seconds) -> a started Swarm
+
+
 def run_load_test(
-    gen: LoadGenerator,
+    launch: Launch,
     ctx: Context,
-    depth: Callable[[], int],
+    depths: dict[str, Callable[[], int]],
     *,
     duration_s: float = 60.0,
     factor: float = 2.0,
@@ -304,38 +230,37 @@ def run_load_test(
     fault: tuple[str, Callable[[], None]] | None = None,
 ) -> LoadRun:
     """Capacity probe, then ``factor``x capacity for ``duration_s`` (with ``fault`` run once in
-    the middle, if given), then wait for every accepted image, then a gentle recovery phase."""
-    probe = gen.run("capacity", probe_rate, probe_s)
+    the middle, if given), then wait for every accepted image, then a gentle recovery phase.
+    ``depths`` are sampled during the overload (e.g. the backlog and the stage-1 list)."""
+    probe = launch("capacity", probe_rate, probe_s).wait()
     wait_final(ctx, probe.accepted_ids, drain_timeout_s)
     capacity = capacity_per_s(decision_times(ctx, probe.accepted_ids))
     faults: list[str] = []
-    timer = None
-    if fault is not None:
-        name, action = fault
-
-        def inject() -> None:
+    probes = {name: DepthProbe(fn) for name, fn in depths.items()}
+    for p in probes.values():
+        p.__enter__()
+    try:
+        swarm = launch("overload", factor * capacity, duration_s)
+        if fault is not None:
+            time.sleep(duration_s / 2)
+            name, action = fault
             action()
             faults.append(name)
-
-        timer = threading.Timer(duration_s / 2, inject)
-    t0 = time.time()
-    with DepthProbe(depth) as probe_depth:
-        if timer is not None:
-            timer.start()
-        overload = gen.run("overload", factor * capacity, duration_s)
-        if timer is not None:
-            timer.join(timeout=300)
+        overload = swarm.wait()
         ids = probe.accepted_ids + overload.accepted_ids
         final, drain_s = wait_final(ctx, ids, drain_timeout_s)
+    finally:
+        for p in probes.values():
+            p.__exit__()
     times = decision_times(ctx, overload.accepted_ids)
     waits = [d - c for c, d in times]
-    recovery = gen.run("recovery", max(1.0, capacity / 2), recovery_s)
+    recovery = launch("recovery", max(1.0, capacity / 2), recovery_s).wait()
     rec_final, _ = wait_final(ctx, recovery.accepted_ids, drain_timeout_s)
     return LoadRun(
         capacity_per_s=capacity,
         phases=[probe, overload, recovery],
-        depth=probe_depth.points,
-        decided_at=[d - t0 for _, d in times],
+        depths={name: p.points for name, p in probes.items()},
+        decided_at=[d - overload.started_at for _, d in times],
         decision_p99_s=float(np.quantile(waits, 0.99)) if waits else float("nan"),
         accepted=len(ids) + len(recovery.accepted_ids),
         final=final + rec_final,
