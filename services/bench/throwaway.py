@@ -3,6 +3,7 @@ store in a temporary folder, the stage workers, the web app and an API key."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,11 +38,13 @@ def demo_model_dir(settings: Settings) -> Path:
 
 @contextmanager
 def throwaway_stack(
-    base: Settings, *, model_dir: Path, tenant: str, **overrides: Any
+    base: Settings, *, model_dir: Path, tenant: str, keep: bool = False, **overrides: Any
 ) -> Iterator[Throwaway]:
     """Start a stack from ``base`` with fresh state, no beat and no audits (``overrides`` on
-    top); stop it and delete its folder afterwards."""
-    with tempfile.TemporaryDirectory(prefix=f"cascade-bench-{tenant}-") as tmp:
+    top); stop it and delete its folder afterwards (``keep``: leave it, e.g. to trace a lost
+    image in its database and logs)."""
+    tmp = tempfile.mkdtemp(prefix=f"cascade-bench-{tenant}-")
+    try:
         settings = base.model_copy(
             update={
                 "var_dir": Path(tmp),
@@ -57,3 +60,6 @@ def throwaway_stack(
             with session_scope(ctx.sessions) as session:
                 key = create_key(session, tenant_name=tenant).key
             yield Throwaway(stack, ctx, key, settings)
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
