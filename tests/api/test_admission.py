@@ -102,12 +102,24 @@ def test_the_backlog_is_held_atomically_across_processes(redis_client: redis.Red
         except ServiceUnavailable:
             pass
 
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:  # the backlog as a dashboard sees it, at any moment
+        while not done.is_set():
+            seen.append(gates[0].depth())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     threads = [threading.Thread(target=upload, args=(gates[n % 8], n)) for n in range(40)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    done.set()
+    watcher.join()
     assert 0 < len(admitted) <= 20
+    assert max(seen) <= 20, max(seen)
     assert gates[0].depth() == len(admitted)  # reservations ended, the ids stay
     with pytest.raises(ServiceUnavailable), gates[1].reserve(20 - len(admitted) + 1):
         pass
