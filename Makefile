@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+SOAK_RUNS ?= 20
 
-.PHONY: help install demo up test test-fast lint format bench system-deps migration clean
+.PHONY: help install demo up test test-fast lint format bench soak system-deps migration clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +45,9 @@ test-fast: $(STAMP) ## Unit tests only
 
 bench: $(STAMP) ## Benchmarks; reports (markdown, JSON, PNG) under reports/
 	$(BIN)/cascade bench all --out reports
+
+soak: $(STAMP) ## Fault soak (not in `make test`): each scenario SOAK_RUNS times (20); reports/soak.*
+	nice -n 10 $(PY) -m services.bench.soak --runs $(SOAK_RUNS) --out reports
 
 migration: $(STAMP) ## Regenerate the initial migration from the schema (pre-release only)
 	bash scripts/regen_migration.sh

@@ -58,6 +58,13 @@ class Child:
     process: subprocess.Popen[bytes]
     log_path: Path
     args: list[str]
+    log_from: int = 0  # where this process's lines start in its (appended) log
+
+    def said(self, line: bytes) -> bool:
+        """Whether this process (not an earlier one under the same name) logged ``line``."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.log_from)
+            return line in log.read()
 
 
 @dataclass
@@ -113,11 +120,12 @@ class Stack:
 
     def _spawn(self, name: str, args: list[str]) -> Child:
         log_path = self._logs() / f"{name}.log"
+        log_from = log_path.stat().st_size if log_path.exists() else 0
         handle = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         proc = self.spawner.popen(
             args, env=self.env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
         )
-        child = Child(name, proc, log_path, args)
+        child = Child(name, proc, log_path, args, log_from)
         self.children.append(child)
         return child
 
@@ -160,7 +168,7 @@ class Stack:
         while time.monotonic() < deadline:
             self._check_alive()
             for child in self.children:
-                if child.name in pending and READY_LINE in child.log_path.read_bytes():
+                if child.name in pending and child.said(READY_LINE):
                     pending.discard(child.name)
             if not web_ok:
                 try:

@@ -9,7 +9,6 @@ answer the API gave.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import threading
 import time
@@ -23,7 +22,7 @@ from sqlalchemy import select
 from cascade.apikeys import create_key
 from cascade.context import Context
 from cascade.db.schema import FINAL_STATES, Submission
-from services.embedded import start_redis
+from services.bench import faults
 from services.stack import Stack
 from tests.integration.conftest import (  # noqa: F401  (fixtures, re-exported for this folder)
     make_stack,
@@ -43,18 +42,10 @@ def api_key(context: Context) -> str:
 
 
 def restart_redis(stack: Stack, *, down_s: float = 2.0, persist: bool = True) -> None:
-    """Stop the stack's own Redis (SIGTERM: it flushes its AOF) and start it again on the same
-    port and data folder, as a restarted pod with a persistent volume would come back; with
-    ``persist=False``, as one without: its data is gone and it runs without AOF."""
-    assert stack.redis is not None, "the stack must run its own Redis (broker_url=None)"
-    port, data_dir = stack.redis.port, stack.redis.data_dir
-    stack.redis.stop()
-    if not persist:
-        for path in data_dir.iterdir():
-            if path.name != "redis.log":
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-    time.sleep(down_s)
-    stack.redis = start_redis(data_dir, port=port, persist=persist)
+    """The stack's own Redis stopped and started again on the same port: with its AOF, as a
+    restarted pod with a persistent volume comes back; with ``persist=False``, without its data
+    (``services.bench.faults.restart_redis``, the soak's fault)."""
+    faults.restart_redis(stack, persist=persist, down_s=down_s)
 
 
 def final_states(ctx: Context, ids: list[str]) -> dict[str, Submission]:
