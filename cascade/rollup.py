@@ -72,7 +72,9 @@ def epoch_us(column: Any, dialect: str) -> ColumnElement[int]:
     """
     if dialect == "postgresql":
         return cast(func.extract("epoch", column) * 1_000_000, BigInteger)
-    seconds = cast(func.strftime("%s", column), Integer)
+    # The whole seconds from the text without its fraction: SQLite rounds a time to the
+    # millisecond first, so "…:59.9996" would otherwise count as the next second.
+    seconds = cast(func.strftime("%s", func.substr(column, 1, 19)), Integer)
     return seconds * 1_000_000 + cast(func.substr(column, 21, 6), Integer)
 
 
