@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateIndex, DropIndex
 
 from cascade import rollup, sketch
 from cascade.db.schema import Base, CostLedger, Image, Label, ReviewItem, Submission
@@ -35,28 +36,40 @@ def load(engine: Engine, gen: Generated, prices: dict[str, float], *, first: boo
     dialect = engine.dialect.name
     tables = [Base.metadata.tables[t.__tablename__] for t in BULK_TABLES]
     indexes = [i for t in tables for i in t.indexes] if first else []
-    with engine.begin() as conn:
-        for index in indexes:
-            index.drop(conn)
+    engine.dispose()  # the bulk connection below must be the only one (SQLite's journal mode)
     raw = engine.raw_connection()
     try:
+        cur = raw.cursor()
+        for statement in _bulk_settings(dialect):
+            cur.execute(statement)
+        for index in indexes:
+            cur.execute(str(DropIndex(index).compile(dialect=engine.dialect)))
         writer = _writer(raw, dialect)
-        writer("images", _images(gen, dialect))
-        writer("submissions", _submissions(gen, dialect))
-        writer("review_items", _review_items(gen, dialect))
-        writer("labels", _labels(gen, dialect))
-        raw.commit()
+        for table, rows in (("images", _images), ("submissions", _submissions),
+                            ("review_items", _review_items), ("labels", _labels)):  # fmt: skip
+            writer(table, rows(gen, dialect))
+            raw.commit()  # one table a transaction: a bounded journal
+        for index in indexes:
+            cur.execute(str(CreateIndex(index).compile(dialect=engine.dialect)))
+            raw.commit()
+        cur.close()
     finally:
         raw.close()
-    with engine.begin() as conn:
-        for index in indexes:
-            if dialect == "postgresql":
-                conn.exec_driver_sql("SET maintenance_work_mem = '1GB'")
-            index.create(conn)
+    engine.dispose()  # back to the engine's own settings (WAL on SQLite) on the next connect
     with Session(engine) as session:
         _ledger(session, gen, prices)
         _decision_rollups(session, gen)
         session.commit()
+
+
+def _bulk_settings(dialect: str) -> list[str]:
+    """Settings of the one bulk connection: on SQLite a rollback journal instead of the WAL
+    (ten million rows would otherwise sit in the WAL until a checkpoint copies them again),
+    no fsync, a large page cache for the index builds; on PostgreSQL memory for index builds
+    and no waiting for the WAL flush at each commit."""
+    if dialect == "postgresql":
+        return ["SET maintenance_work_mem = '1GB'", "SET synchronous_commit = off"]
+    return ["PRAGMA journal_mode=DELETE", "PRAGMA synchronous=OFF", "PRAGMA cache_size=-1000000"]
 
 
 def _writer(raw: Any, dialect: str) -> Any:
