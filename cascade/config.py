@@ -75,9 +75,6 @@ class Settings(BaseSettings):
     # default: measured on 2 shared cores, spare intra-op threads spin and cost each stage 2-3x
     # the CPU per image (README, "Batching knobs"); raise it on a node with cores to spare.
     engine_threads: int = Field(1, ge=0, le=64)
-    # The shorter side of the derivative intake stores for the stages (cascade/derivative.py);
-    # 0: the largest input side of the stages under model_dir (256 when there are none).
-    derivative_side: int = Field(0, ge=0, le=4096)
     # Unfinished submissions older than this are enqueued again by the periodic sweep (a
     # message lost with a killed worker or a restarted broker); redelivery is harmless.
     stale_after_s: int = 120

@@ -1,25 +1,33 @@
 """The normalised derivative: an upload decoded once, at intake, into the pixels the stages read.
 
-Why: decoding is the largest cost on a CPU (a PNG of a few hundred pixels a side takes longer to
+Why: decoding is the largest cost on a CPU (a PNG a few hundred pixels a side takes longer to
 decode than the screener takes to score it). The API decodes each new image once anyway, to
-validate it; it keeps the result, shrunk so that its shorter side is the largest input side a
-stage needs (``side``; never enlarged), as 8-bit RGB in NumPy's ``.npy`` format next to the
-original (``BlobStore.derivative_key_for``). Lossless and the cheapest format to read back
-(~0.1 ms at 128 px, against ~1.5 ms to write a PNG); the price is size, ~3 bytes a pixel
-(~50 KB at 128 px), about the size of the original upload.
+validate it; it keeps what each stage's model needs from those pixels: the stage's own resize
+(``models.preprocess.resize_image``, the cacheable half of ``preprocess``), as 8-bit RGB at the
+stage's input size. All stages' arrays go into one blob next to the original
+(``BlobStore.derivative_key_for``), an uncompressed ``.npz`` with one array per stage geometry
+(``geometry_tag``): lossless, ~0.1 ms to read back, ~60 KB at 64 + 128 px (about the size of an
+upload; at 224 + 384 px, ~600 KB: the price of never decoding twice).
 
-A stage worker reads the derivative and runs its model's own ``preprocess`` on it (resize to
-its input size, crop where its geometry says so), never the original. The original stays for
-the review UI. A derivative that is missing (an image stored before derivatives existed) or too
-small for the stage (a model with a larger input was installed since) is not an error: the
-worker decodes the original instead, as it did before.
+A stage worker reads its array and only normalises it: the same numbers ``preprocess`` would
+compute from the decoded image, exactly. The original stays for the review UI. An array that is
+missing (an image stored before derivatives, or a model with another geometry installed since)
+or damaged is not an error: the worker decodes the original instead, as it did before.
+
+The one decode may be a JPEG draft (DCT scaling, several times cheaper for large photographs),
+kept at twice the largest input side a stage needs, Pillow's own quality margin for
+``thumbnail`` (``reducing_gap=2``): measured on the synthetic data, the resized pixels then
+differ from a full decode's by 0.05/255 on average at 128 px. A stage that brings its own
+reference pipeline (an imported model with ``resize_to`` or ``jpeg_quality``, scored to match
+its reference within 1e-4) turns the draft off: the decode is then the full one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,83 +35,76 @@ import numpy as np
 from PIL import Image as PILImage
 
 from cascade.blobs import BlobStore
-from models.preprocess import PreprocessConfig, decode_image, preprocess
+from models.preprocess import (
+    PreprocessConfig,
+    decode_image,
+    normalize,
+    preprocess,
+    resize_image,
+)
 
-DEFAULT_SIDE = 256  # when neither the settings nor the model directory say
-_RESAMPLE = PILImage.Resampling.BILINEAR  # closest to one bilinear resize of the original
+DRAFT_GAP = 2  # decode a JPEG at no less than this many times the largest input side
 
 
-def stage_side(cfg: PreprocessConfig) -> int:
-    """The shorter side an image needs for ``cfg`` to see it at full detail."""
-    return max(cfg.size, cfg.resize_to)
+def geometry_tag(cfg: PreprocessConfig) -> str:
+    """Names the resize a stage does (not its normalisation): its array in the derivative."""
+    spec = [cfg.size, cfg.resize_to, cfg.resize, cfg.interpolation, cfg.jpeg_quality]
+    return "g" + hashlib.sha1(json.dumps(spec).encode()).hexdigest()[:12]
 
 
 @lru_cache(maxsize=8)
-def model_side(model_dir: Path) -> int:
-    """The largest ``stage_side`` among the stages under ``model_dir`` (``meta.json`` only, no
-    engine is loaded); ``DEFAULT_SIDE`` when there are none. Read once per process."""
-    sides = []
+def stage_configs(model_dir: Path) -> tuple[PreprocessConfig, ...]:
+    """The preprocessing of every stage under ``model_dir`` (``meta.json`` only, no engine is
+    loaded), read once per process; empty when there are none (then no derivative is made)."""
+    found = []
     for meta in sorted(Path(model_dir).glob("stage*/meta.json")):
         try:
-            pre = json.loads(meta.read_text())["preprocess"]
-            sides.append(stage_side(PreprocessConfig.from_dict(pre)))
+            found.append(PreprocessConfig.from_dict(json.loads(meta.read_text())["preprocess"]))
         except (OSError, ValueError, KeyError, TypeError):
-            continue  # not a stage directory we can read: the workers will say so
-    return max(sides, default=DEFAULT_SIDE)
+            continue  # not a stage directory we can read: its worker will say so
+    return tuple(found)
 
 
-def shrink(img: PILImage.Image, side: int) -> PILImage.Image:
-    """``img`` with its shorter side brought down to ``side`` (aspect kept; never enlarged)."""
-    short = min(img.size)
-    if short <= side:
-        return img
-    size = (max(1, img.width * side // short), max(1, img.height * side // short))
-    return img.resize(size, _RESAMPLE)
+def draft_size(cfgs: Sequence[PreprocessConfig]) -> int:
+    """The smallest side a JPEG may be drafted to for ``cfgs`` (0: decode at full size)."""
+    if not cfgs or any(c.resize_to or c.jpeg_quality for c in cfgs):
+        return 0
+    return DRAFT_GAP * max(c.size for c in cfgs)
 
 
-def encode(img: PILImage.Image) -> bytes:
-    """RGB pixels as ``.npy`` (uint8, height × width × 3)."""
+def encode(img: PILImage.Image, cfgs: Sequence[PreprocessConfig]) -> bytes:
+    """Each stage's resized pixels of ``img`` in one ``.npz`` (uint8, size × size × 3)."""
+    arrays = {geometry_tag(cfg): resize_image(img, cfg) for cfg in cfgs}
     buf = io.BytesIO()
-    np.save(buf, np.asarray(img.convert("RGB"), dtype=np.uint8), allow_pickle=False)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
     return buf.getvalue()
 
 
-def decode(data: bytes) -> PILImage.Image:
-    """The RGB image stored by ``encode``; raises ``ValueError`` (``EOFError`` when empty) on
-    anything else."""
-    arr = np.load(io.BytesIO(data), allow_pickle=False)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or 0 in arr.shape:
-        raise ValueError(f"not a derivative: {arr.dtype} {arr.shape}")
-    return PILImage.fromarray(arr, mode="RGB")
-
-
-def covers(derivative: PILImage.Image, need: int, *, original: tuple[int, int]) -> bool:
-    """Whether ``derivative`` has the detail a stage needing side ``need`` wants: its shorter
-    side reaches ``need``, or it was never shrunk (the original itself is that small)."""
-    return min(derivative.size) >= min(need, min(original))
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    """What a stage worker needs of an image row (plain values: safe to hand to a thread)."""
-
-    sha256: str
-    blob_key: str
-    width: int
-    height: int
+def pixels(data: bytes, cfg: PreprocessConfig) -> np.ndarray | None:
+    """The array ``encode`` stored for ``cfg``'s geometry; None when it has none. Raises
+    ``ValueError`` (``EOFError`` when empty) on bytes that are not a derivative."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            tag = geometry_tag(cfg)
+            arr = arrays[tag] if tag in arrays.files else None
+    except Exception as exc:  # zipfile and numpy raise many types on damaged bytes
+        raise ValueError(f"not a derivative: {exc}") from exc
+    if arr is not None and (arr.dtype != np.uint8 or arr.shape != (cfg.size, cfg.size, 3)):
+        raise ValueError(f"not a derivative for this stage: {arr.dtype} {arr.shape}")
+    return arr
 
 
 def stage_input(
-    blobs: BlobStore, image: StoredImage, cfg: PreprocessConfig, *, max_pixels: int
+    blobs: BlobStore, sha: str, blob_key: str, cfg: PreprocessConfig, *, max_pixels: int
 ) -> tuple[np.ndarray, bool]:
-    """The stage's input tensor for ``image``, from its derivative; from the original only when
-    the derivative is missing, unreadable or too small. Returns (tensor, read the original)."""
-    need = stage_side(cfg)
+    """The stage's input tensor for image ``sha``, from its derivative; from the original only
+    when the derivative is missing, damaged or made for another geometry. Returns (tensor,
+    read the original)."""
     try:
-        img = decode(blobs.get(BlobStore.derivative_key_for(image.sha256)))
-        if covers(img, need, original=(image.width, image.height)):
-            return preprocess(img, cfg), False
+        arr = pixels(blobs.get(BlobStore.derivative_key_for(sha)), cfg)
+        if arr is not None:
+            return normalize(arr, cfg), False
     except (FileNotFoundError, ValueError, EOFError):
         pass  # stored before derivatives existed, or damaged: the original is still there
-    original = decode_image(blobs.get(image.blob_key), max_pixels=max_pixels, draft_to=need)
+    original = decode_image(blobs.get(blob_key), max_pixels=max_pixels)
     return preprocess(original, cfg), True

@@ -1,11 +1,11 @@
 """Accepting an image: validate at the door, decode it once, store it, answer from the cache or
 queue it.
 
-Decode once: a new image is decoded here and only here (a JPEG at the reduced scale the stages
-need, ``models.preprocess.decode_image``'s ``draft_to``). What the stages read is the derivative
-made from those pixels (``cascade.derivative``), stored next to the original; the perceptual hash
-comes from the same pixels. Bytes seen before (same SHA-256) are not decoded again: their image
-row says they were valid.
+Decode once: a new image is decoded here and only here (a large JPEG at a reduced scale,
+``cascade.derivative.draft_size``). What the stages read is the derivative made from those
+pixels (each stage's resized input, ``cascade.derivative``), stored next to the original; the
+perceptual hash comes from the same pixels. Bytes seen before (same SHA-256) are not decoded
+again: their image row says they were valid.
 
 The caller commits and, for a queued submission, enqueues stage 1 after the commit (so a worker
 never sees a submission that is not in the database yet). The caller also checks the callback
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PIL.Image import Image as PILImage
@@ -25,7 +26,6 @@ from sqlalchemy.orm import Session
 
 from cascade import derivative, metrics
 from cascade.blobs import sha256_hex
-from cascade.config import Settings
 from cascade.context import Context
 from cascade.db.schema import Image, State, Submission, utcnow
 from cascade.decisions import finalize
@@ -34,7 +34,7 @@ from cascade.neardup import NearDuplicateIndex
 from cascade.phash import dhash
 from cascade.policy import Decider, Outcome
 from models.errors import ImageError, ImageTooLarge
-from models.preprocess import decode_image, probe_image
+from models.preprocess import PreprocessConfig, decode_image, probe_image
 
 NEAREST = 500  # near-duplicate images whose decisions are read, nearest first
 
@@ -49,9 +49,9 @@ class Accepted:
 
 @dataclass(frozen=True)
 class DecodedUpload:
-    """A valid upload, decoded once: what intake keeps of its pixels."""
+    """A valid upload, decoded once."""
 
-    derivative: PILImage  # RGB, shorter side at most the stages' largest need
+    image: PILImage  # RGB, EXIF orientation applied (a large JPEG maybe at a reduced scale)
     format: str
     width: int  # of the original, as displayed (EXIF orientation applied)
     height: int
@@ -64,13 +64,15 @@ def check_size(data: bytes, *, max_bytes: int) -> None:
         raise PayloadTooLarge(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
 
 
-def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int, side: int) -> DecodedUpload:
+def decode_upload(
+    data: bytes, *, max_bytes: int, max_pixels: int, draft_to: int = 0
+) -> DecodedUpload:
     """Check the header (cheap; refuses bombs before any pixel is decoded), then decode once (a
-    real decode check) at no more detail than a derivative of shorter side ``side`` needs."""
+    real decode check); a JPEG no smaller than ``draft_to`` a side (0: full size)."""
     check_size(data, max_bytes=max_bytes)
     try:
         info = probe_image(data, max_pixels=max_pixels)
-        img = decode_image(data, max_pixels=max_pixels, draft_to=side)
+        img = decode_image(data, max_pixels=max_pixels, draft_to=draft_to)
     except ImageTooLarge as exc:
         raise PayloadTooLarge(str(exc)) from None
     except ImageError as exc:
@@ -78,18 +80,13 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int, side: int) ->
     width, height = info.width, info.height
     if _turned(img.size, (width, height)):  # EXIF orientation swapped the sides
         width, height = height, width
-    return DecodedUpload(derivative.shrink(img, side), info.format, width, height)
+    return DecodedUpload(img, info.format, width, height)
 
 
 def _turned(decoded: tuple[int, int], header: tuple[int, int]) -> bool:
     """Whether ``decoded`` (maybe scaled down) is ``header`` turned by 90 degrees."""
     (dw, dh), (hw, hh) = decoded, header
     return abs(dw * hw - dh * hh) < abs(dw * hh - dh * hw)
-
-
-def derivative_side(settings: Settings) -> int:
-    """The shorter side derivatives are made at: the setting, else the stages' largest need."""
-    return settings.derivative_side or derivative.model_side(settings.model_dir.resolve())
 
 
 def _find_replay(session: Session, tenant_id: int, key: str | None, sha: str) -> Submission | None:
@@ -152,15 +149,15 @@ def accept(
     check_size(data, max_bytes=s.max_upload_bytes)
     sha = sha256_hex(data)
     image = session.get(Image, sha)
-    decoded = None
+    decoded, stages = None, derivative.stage_configs(s.model_dir.resolve())
     if image is None:  # new bytes: validate (a 4xx for a bad image comes before anything else)
         decoded = decode_upload(data, max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels,
-                                side=derivative_side(s))  # fmt: skip
+                                draft_to=derivative.draft_size(stages))  # fmt: skip
     replay = _find_replay(session, tenant_id, idempotency_key, sha)
     if replay is not None:
         return Accepted(replay, created=False, cached=False)
     if decoded is not None:
-        image = _store_image(ctx, session, data, sha, decoded)
+        image = _store_image(ctx, session, data, sha, decoded, stages)
     assert image is not None
     sub = Submission(
         id=str(uuid.uuid4()),
@@ -187,15 +184,22 @@ def accept(
 
 
 def _store_image(
-    ctx: Context, session: Session, data: bytes, sha: str, decoded: DecodedUpload
+    ctx: Context,
+    session: Session,
+    data: bytes,
+    sha: str,
+    decoded: DecodedUpload,
+    stages: Sequence[PreprocessConfig],
 ) -> Image:
     """The original and its derivative in the blob store (before the row that names them, so a
-    worker never finds a row without its blobs), then the image row."""
+    worker never finds a row without its blobs), then the image row. No stages known here (no
+    model directory): no derivative, the workers decode the original."""
     _, key = ctx.blobs.put(data)
-    ctx.blobs.put_derivative(sha, derivative.encode(decoded.derivative))
+    if stages:
+        ctx.blobs.put_derivative(sha, derivative.encode(decoded.image, stages))
     image = Image(
         sha256=sha,
-        phash=dhash(decoded.derivative),
+        phash=dhash(decoded.image),
         size_bytes=len(data),
         width=decoded.width,
         height=decoded.height,

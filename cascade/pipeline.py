@@ -32,7 +32,7 @@ from cascade.cost import record_batch
 from cascade.db.bulk import flush_by_shape
 from cascade.db.schema import Image, ReviewReason, State, Submission, utcnow
 from cascade.decisions import ReviewRequest, finalize, open_reviews
-from cascade.derivative import StoredImage, stage_input
+from cascade.derivative import stage_input
 from cascade.policy import Decider, Outcome, Route, ThresholdSet, route_stage1, route_stage2
 from cascade.review import labels_required_for
 from cascade.thresholds import ThresholdCache
@@ -121,7 +121,7 @@ class StageRunner:
         if sub.state == State.STAGE2:
             return True
         # Audit-sampled images decided at stage 1 still need their stage-2 score.
-        early = sub.decided_by == Decider.STAGE1 or audited_hit
+        early = sub.decided_by == Decider.STAGE1 or audited_hit or sub.state == State.REVIEW
         return bool(sub.audit and sub.s2 is None and early)
 
     def _claim(self, session: Session, ids: Sequence[str]) -> list[Submission]:
@@ -139,15 +139,11 @@ class StageRunner:
         session.commit()
         return subs
 
-    def _stored_images(self, session: Session, todo: list[Submission]) -> list[StoredImage]:
-        """The image rows of ``todo`` in one read, as plain values for the reader threads."""
+    def _blob_keys(self, session: Session, todo: list[Submission]) -> list[str]:
+        """The originals' keys of ``todo`` in one read (plain values for the reader threads)."""
         shas = {s.image_sha256 for s in todo}
-        rows = session.execute(
-            select(Image.sha256, Image.blob_key, Image.width, Image.height).where(
-                Image.sha256.in_(shas)
-            )
-        )
-        by_sha = {r.sha256: StoredImage(r.sha256, r.blob_key, r.width, r.height) for r in rows}
+        rows = session.execute(select(Image.sha256, Image.blob_key).where(Image.sha256.in_(shas)))
+        by_sha = dict(rows.tuples().all())
         return [by_sha[s.image_sha256] for s in todo]
 
     # -- the batch -------------------------------------------------------------------------
@@ -194,13 +190,17 @@ class StageRunner:
         tensors, good = self._decode(session, todo, out)
         if not good:
             return
-        scores = self._predict(np.stack(tensors), good, out)
+        batch = np.stack(tensors)
+        scores = self._predict(batch, good, out)
         ts = self.thresholds.get()
         now = utcnow()
+        far = self._far(batch, good, scores, ts)
         for sub, score in zip(good, scores, strict=True):
             if score is None:
                 continue
-            if self.stage == 1:
+            if sub.id in far:
+                self._to_human(sub, float(score), ts, now, out)
+            elif self.stage == 1:
                 self._route1(sub, float(score), ts, now, out)
             else:
                 self._route2(sub, float(score), ts, now, out)
@@ -216,8 +216,8 @@ class StageRunner:
         cfg, limit = self.engine.preprocess, self.ctx.settings.max_pixels
         submit = self._pool.submit if self._pool is not None else _now
         futures = [
-            submit(stage_input, self.ctx.blobs, stored, cfg, max_pixels=limit)
-            for stored in self._stored_images(session, todo)
+            submit(stage_input, self.ctx.blobs, sub.image_sha256, key, cfg, max_pixels=limit)
+            for sub, key in zip(todo, self._blob_keys(session, todo), strict=True)
         ]
         tensors, good = [], []
         for sub, fut in zip(todo, futures, strict=True):
@@ -290,6 +290,34 @@ class StageRunner:
         self._decide(sub, route, Decider.STAGE1, now, out)
         if sub.audit:
             out.to_stage2.append(sub.id)  # audit: every stage scores it, whatever the decision
+
+    def _far(
+        self, batch: np.ndarray, subs: list[Submission], scores: list[float | None],
+        ts: ThresholdSet,
+    ) -> set[str]:  # fmt: skip
+        """Images this stage would decide automatically that look like nothing its model was
+        trained on (the engine's OOD gate, models/ood.py): a human decides those instead."""
+        check = getattr(self.engine, "far", None)
+        route = route_stage1 if self.stage == 1 else route_stage2
+        pick = [i for i, (sub, s) in enumerate(zip(subs, scores, strict=True))
+                if s is not None and sub.decided_by is None
+                and (self.stage == 1 or sub.state == State.STAGE2)
+                and route(s, ts) in (Route.ALLOW, Route.BLOCK)]  # fmt: skip
+        if check is None or not pick:
+            return set()
+        return {subs[i].id for i, f in zip(pick, check(batch[pick]), strict=True) if f}
+
+    def _to_human(
+        self, sub: Submission, score: float, ts: ThresholdSet, now: Any, out: BatchOutcome
+    ) -> None:
+        if self.stage == 1:
+            sub.s1, sub.stage1_at = score, now
+        else:
+            sub.s2, sub.stage2_at = score, now
+        sub.threshold_version, sub.route = ts.version, Route.REVIEW
+        out.reviews.append(ReviewRequest(sub, ReviewReason.OOD, self._labels_required()))
+        if self.stage == 1 and sub.audit:
+            out.to_stage2.append(sub.id)  # audit: every stage scores it, whatever the route
 
     def _labels_required(self) -> int:
         return labels_required_for(self.rng.random(), self.ctx.settings.double_label_rate)

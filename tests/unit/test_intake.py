@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from cascade.context import Context
 from cascade.db.schema import Image, State, Submission, utcnow
 from cascade.errors import InvalidImage, PayloadTooLarge
 from cascade.phash import dhash, distance
+from models.preprocess import PreprocessConfig, decode_image, resize_image
 
 
 def _photo(size: tuple[int, int], seed: int = 0) -> PILImage.Image:
@@ -53,8 +56,27 @@ def _accept(ctx: Context, tenant: int, data: bytes) -> intake.Accepted:
     return accepted
 
 
-def test_a_new_image_is_stored_with_its_derivative_and_hash(context: Context, tenant: int) -> None:
-    ctx = _with(context, {"derivative_side": 64})
+STAGES = (PreprocessConfig(size=32), PreprocessConfig(size=64))
+
+
+def _stages(ctx: Context, tmp_path: Path, stages: tuple[PreprocessConfig, ...] = STAGES) -> Context:
+    """``ctx`` with a model directory whose stages have ``stages``' preprocessing (only their
+    ``meta.json``: intake reads nothing else)."""
+    for n, cfg in enumerate(stages, start=1):
+        folder = tmp_path / "models" / f"stage{n}"
+        folder.mkdir(parents=True)
+        (folder / "meta.json").write_text(json.dumps({"preprocess": cfg.to_dict()}))
+    return _with(ctx, {"model_dir": tmp_path / "models"})
+
+
+def _derivative(ctx: Context, sha: str, cfg: PreprocessConfig) -> np.ndarray | None:
+    return derivative.pixels(ctx.blobs.get(BlobStore.derivative_key_for(sha)), cfg)
+
+
+def test_a_new_image_is_stored_with_its_derivative_and_hash(
+    context: Context, tenant: int, tmp_path: Path
+) -> None:
+    ctx = _stages(context, tmp_path)
     data = _encode(_photo((300, 200)), "JPEG", quality=95)
     sub = _accept(ctx, tenant, data).submission
     with ctx.sessions() as session:
@@ -62,21 +84,32 @@ def test_a_new_image_is_stored_with_its_derivative_and_hash(context: Context, te
         assert image is not None
         assert (image.width, image.height, image.format) == (300, 200, "JPEG")
         assert ctx.blobs.get(image.blob_key) == data  # the original, byte for byte
-        stored = derivative.decode(ctx.blobs.get(BlobStore.derivative_key_for(image.sha256)))
-        assert stored.size == (96, 64)  # shorter side at the derivative side, aspect kept
-        assert image.phash == dhash(stored)  # the hash of the same pixels
+    decoded = decode_image(data, max_pixels=10**8, draft_to=derivative.draft_size(STAGES))
+    for cfg in STAGES:  # each stage's own resize of the one decode
+        assert np.array_equal(_derivative(ctx, sub.image_sha256, cfg), resize_image(decoded, cfg))
+    assert image.phash == dhash(decoded)  # the hash of the same pixels
 
 
-def test_exif_rotation_is_applied_and_reported(context: Context, tenant: int) -> None:
+def test_without_models_there_is_no_derivative(context: Context, tenant: int) -> None:
+    sub = _accept(context, tenant, _encode(_photo((64, 64)), "PNG")).submission
+    assert not context.blobs.exists(BlobStore.derivative_key_for(sub.image_sha256))
+
+
+def test_exif_rotation_is_applied_and_reported(
+    context: Context, tenant: int, tmp_path: Path
+) -> None:
+    ctx = _stages(context, tmp_path, (PreprocessConfig(size=32, resize="shorter", resize_to=48),))
     exif = PILImage.Exif()
     exif[0x0112] = 6  # rotate 90 degrees on display
-    data = _encode(_photo((300, 200)), "JPEG", exif=exif.tobytes())
-    sub = _accept(context, tenant, data).submission
-    with context.sessions() as session:
+    picture = _photo((300, 200))
+    data = _encode(picture, "JPEG", exif=exif.tobytes(), quality=95)
+    sub = _accept(ctx, tenant, data).submission
+    with ctx.sessions() as session:
         image = session.get(Image, sub.image_sha256)
         assert image is not None and (image.width, image.height) == (200, 300)
-    stored = derivative.decode(context.blobs.get(BlobStore.derivative_key_for(sub.image_sha256)))
-    assert stored.width < stored.height
+    (cfg,) = derivative.stage_configs((tmp_path / "models").resolve())
+    upright = resize_image(picture.transpose(PILImage.Transpose.ROTATE_270), cfg)
+    assert np.abs(_derivative(ctx, sub.image_sha256, cfg) - upright.astype(float)).mean() < 3
 
 
 def test_bytes_seen_before_are_not_decoded_again(
@@ -91,12 +124,6 @@ def test_bytes_seen_before_are_not_decoded_again(
     monkeypatch.setattr(intake, "decode_image", refuse)
     second = _accept(context, tenant, data)
     assert second.created and second.submission.image_sha256 == first.submission.image_sha256
-
-
-def test_small_images_are_never_enlarged(context: Context, tenant: int) -> None:
-    sub = _accept(context, tenant, _encode(_photo((40, 30)), "PNG")).submission
-    stored = derivative.decode(context.blobs.get(BlobStore.derivative_key_for(sub.image_sha256)))
-    assert stored.size == (40, 30)
 
 
 @pytest.mark.parametrize(
