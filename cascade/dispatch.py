@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 RETRY_POLICY = {"max_retries": 12, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 QUIET_S = 10.0
 REQUEUE_DELAY_S = 5  # a failed batch waits this long before its images are sent again
+HAND_ON = 64  # stage-2 ids per hand-on message
 
 Send = tuple[str, tuple[Any, ...]]
 
@@ -132,8 +133,12 @@ class Dispatcher:
         self.send_many([(STAGE1_TASK, (sid,)) for sid in submission_ids])
 
     def follow_up(self, *, stage2: Iterable[str] = (), callbacks: Iterable[str] = ()) -> int:
-        """After a commit: hand ``stage2`` on to stage 2 and send ``callbacks``."""
-        sends: list[Send] = [(stage_task(2), (sid,)) for sid in stage2]
+        """After a commit: hand ``stage2`` on to stage 2 (one message per ``HAND_ON`` ids: the
+        stage-2 task takes a list) and send ``callbacks``."""
+        ids = list(stage2)
+        sends: list[Send] = [
+            (stage_task(2), (ids[i : i + HAND_ON],)) for i in range(0, len(ids), HAND_ON)
+        ]
         sends += [(CALLBACK_TASK, (sid,)) for sid in callbacks]
         return self.send_after_commit(sends)
 

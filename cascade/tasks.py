@@ -91,10 +91,15 @@ class StageTask(Batches, RuntimeTask):  # type: ignore[misc]
         return held
 
     def run_batch(self, requests: list[Any]) -> None:
-        """Run the batch; send its follow-ups after the commit."""
-        ids = [str(r.args[0]) for r in requests if r.args]
-        if not ids:
-            return
+        """Run the buffered ids in batches of the stage's size; each batch's follow-ups are
+        sent after its commit. A message carries one id, or a list of them (stage 1 hands a
+        whole batch on to stage 2 in one message: per message, the broker and Celery cost
+        more than the id)."""
+        ids = [str(i) for r in requests if r.args for i in _as_list(r.args[0])]
+        for start in range(0, len(ids), self.flush_every):
+            self._run(ids[start : start + self.flush_every])
+
+    def _run(self, ids: list[str]) -> None:
         runtime = self.runtime
         try:
             out = runtime.runner(self.stage).run(ids)
@@ -108,6 +113,10 @@ class StageTask(Batches, RuntimeTask):  # type: ignore[misc]
         runtime.dispatcher.follow_up(stage2=out.to_stage2, callbacks=out.callbacks)
         if self.stage == 1 and runtime.backlog is not None:
             runtime.backlog.release(ids)  # screened: room for new uploads (API backpressure)
+
+
+def _as_list(arg: Any) -> list[Any]:
+    return arg if isinstance(arg, list) else [arg]
 
 
 class CallbackTask(RuntimeTask):  # type: ignore[misc]

@@ -105,11 +105,19 @@ def test_broker_away_withdraws_the_batch_and_answers_503(
 
 
 def test_follow_ups_go_out_in_one_pipeline(broker_url: str) -> None:
+    """A batch's hand-on to stage 2 is one message per 64 ids; callbacks one each."""
+    import base64
+    import json
+
     from cascade.config import Settings
 
     client = redis.Redis.from_url(broker_url)
     dispatcher = Dispatcher(Settings(broker_url=broker_url))
-    failed = dispatcher.follow_up(stage2=[f"s{i}" for i in range(50)], callbacks=["c1", "c2"])
+    ids = [f"s{i}" for i in range(150)]
+    failed = dispatcher.follow_up(stage2=ids, callbacks=["c1", "c2"])
     assert failed == 0
-    assert client.llen("stage2") == 50 and client.llen("callbacks") == 2
+    assert client.llen("stage2") == 3 and client.llen("callbacks") == 2
+    messages = [json.loads(m) for m in client.lrange("stage2", 0, -1)]
+    args = [json.loads(base64.b64decode(m["body"]))[0] for m in messages]  # [args, kwargs, …]
+    assert sorted(i for (chunk,) in args for i in chunk) == sorted(ids)
     client.close()
