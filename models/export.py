@@ -202,6 +202,7 @@ def export_stage(
     from models.artifact import write_meta
     from models.data import load_split
     from models.engines.onnx_engine import OnnxEngine
+    from models.ood import fit_for_stage
 
     stage_dir = Path(stage_dir)
     meta = read_meta(stage_dir)
@@ -234,6 +235,9 @@ def export_stage(
             "delta_points": round(100 * (q - fp32), 2),
         }
     write_meta(stage_dir, meta.with_(metrics=meta.metrics | {"export": report}))
+    ood_data = data_dir or meta.metrics.get("data_dir")
+    if ood_data and Path(ood_data).is_dir():  # the out-of-distribution gate's reference
+        report["ood"] = fit_for_stage(stage_dir, Path(ood_data))
     return report
 
 
