@@ -73,18 +73,19 @@ def open_reviews(
         if req.submission.id in exists:
             continue
         exists.add(req.submission.id)
-        # Escalations are ordered by waiting time; audits are interleaved behind them.
+        # Escalations (and images sent to a human as out of distribution) are ordered by
+        # waiting time; audits are interleaved behind them.
         rows.append(
             {
                 "submission_id": req.submission.id,
                 "reason": str(req.reason),
-                "priority": 0 if req.reason == ReviewReason.ESCALATION else 1,
+                "priority": 1 if req.reason == ReviewReason.AUDIT else 0,
                 "labels_required": req.labels_required,
                 "created_at": at,
             }
         )
         metrics.REVIEW_ITEMS.labels(reason=str(req.reason)).inc()
-        if req.reason == ReviewReason.ESCALATION:
+        if req.reason != ReviewReason.AUDIT:
             req.submission.state = State.REVIEW
     if rows:
         session.execute(insert(ReviewItem), rows)  # one statement, no ids read back
@@ -155,7 +156,7 @@ def apply_human_label(
             )
             record_error(session, kind=kind, settings=settings, at=at)
     due = finalize(sub, outcome=label, decider=Decider.HUMAN, at=at)
-    if item.reason == ReviewReason.ESCALATION:  # an audit label does not decide the image again
+    if item.reason != ReviewReason.AUDIT:  # an audit label does not decide the image again
         metrics.observe_decision(
             route=str(label), decider="human",
             latency_seconds=(at - sub.created_at).total_seconds(),

@@ -70,11 +70,13 @@ THRESHOLD_VERSION = Gauge(
 )
 IMAGE_ERRORS = Counter("cascade_image_errors_total", "Images that ended in error", ["stage"])
 REVIEW_ITEMS = Counter(
-    "cascade_review_items_total", "Review items opened, by reason (escalation, audit)", ["reason"]
+    "cascade_review_items_total",
+    "Review items opened, by reason (escalation, audit, ood)",
+    ["reason"],
 )
 LABELS = Counter("cascade_labels_total", "Human labels recorded", ["label"])
 
-REVIEW_REASONS = ("escalation", "audit")
+REVIEW_REASONS = ("escalation", "audit", "ood")
 
 
 def _zero_known_labels() -> None:

@@ -68,12 +68,15 @@ class WorkerRuntime:
 
     def _load_engine(self, stage: int) -> Any:
         from models.engines import load_engine
+        from models.ood import gate
 
         device = "cuda" if self.settings.engine == "tensorrt" else "cpu"
         path = self.settings.model_dir / f"stage{stage}"
         log.info("loading %s engine for stage %d from %s", self.settings.engine, stage, path)
         threads = self.settings.engine_threads or None
-        return load_engine(path, kind=self.settings.engine, device=device, threads=threads)
+        return gate(
+            load_engine(path, kind=self.settings.engine, device=device, threads=threads), path
+        )
 
 
 _runtime: tuple[int, WorkerRuntime] | None = None

@@ -80,6 +80,7 @@ FINAL_STATES = (State.DECIDED, State.REVIEW, State.ERROR)
 class ReviewReason(StrEnum):
     ESCALATION = "escalation"
     AUDIT = "audit"
+    OOD = "ood"  # unlike anything the stage model was trained on (models/ood.py): a human decides
 
 
 class ReviewState(StrEnum):
