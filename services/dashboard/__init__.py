@@ -102,6 +102,17 @@ def api_queues() -> dict[str, Any]:
     return stats.queue_overview(current_queue_depths(), backlog, age)
 
 
+@bp.get("/api/decisions")
+@require_role(Role.OPS)
+def api_decisions() -> dict[str, Any]:
+    """Decision quality: out-of-distribution images sent to a human, the active certificate,
+    the drift guard's last alarm (``feedback.quality_view``)."""
+    from feedback.quality_view import decision_quality
+
+    window = window_from_request()
+    return decision_quality(db(), start=window.start, end=window.end)
+
+
 @bp.get("/api/thresholds")
 @require_role(Role.OPS)
 def api_thresholds() -> dict[str, Any]:

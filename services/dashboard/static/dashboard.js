@@ -195,6 +195,34 @@
     });
   }
 
+  function pct(x, digits) { return x == null ? "–" : (100 * x).toFixed(digits) + " %"; }
+
+  function renderQuality(d) {
+    var rows = [], c = d.certificate, o = d.ood;
+    if (c == null) {
+      rows.push(["certificate", "none: the built-in defaults are in force"]);
+    } else {
+      rows.push(["certificate", "v" + c.version + (c.certified ? " certified" : " not certified") +
+        (c.fallback ? " (allows nothing automatically)" : "")]);
+      rows.push(["miss rate", "≤ " + pct(c.alpha, 2) + " with probability " + pct(1 - c.delta, 0) +
+        "; estimated " + pct(c.miss_rate_estimate, 3) +
+        (c.miss_interval ? " [" + pct(c.miss_interval[0], 3) + ", " + pct(c.miss_interval[1], 3) + "]" : "")]);
+      rows.push(["false blocks", (c.beta != null ? "≤ " + pct(c.beta, 2) + "; " : "") + "estimated " +
+        pct(c.false_block_rate_estimate, 3) + (c.false_block_interval ? " [" +
+        pct(c.false_block_interval[0], 3) + ", " + pct(c.false_block_interval[1], 3) + "]" : "")]);
+      rows.push(["audit labels", c.audit_images + (c.design ? " (" + c.design + ")" : "")]);
+    }
+    rows.push(["out of distribution → human", o.to_human + " of " + o.images + " images (" + pct(o.share, 2) + ")"]);
+    rows.push(["last drift alarm", d.last_drift_alarm || "none"]);
+    var list = $("quality");
+    list.textContent = "";
+    rows.forEach(function (r) {
+      var dt = document.createElement("dt"); dt.textContent = r[0];
+      var dd = document.createElement("dd"); dd.textContent = r[1];
+      list.append(dt, dd);
+    });
+  }
+
   function refresh() {
     var asked = span;
     // A slow answer for a window the user has since left must not overwrite the new one.
@@ -203,7 +231,8 @@
       getJSON("/cost").then(current(renderCost)),
       getJSON("/latency").then(current(renderLatency)),
       getJSON("/queues").then(current(renderQueues)),
-      getJSON("/thresholds").then(current(renderThresholds))
+      getJSON("/thresholds").then(current(renderThresholds)),
+      getJSON("/decisions").then(current(renderQuality))
     ]).then(function () {
       if (asked !== span) { return; }
       $("updated").textContent = "updated " + new Date().toLocaleTimeString();
