@@ -1,9 +1,15 @@
-"""The feedback service: estimate any threshold set on the audit sample, certify a bound on its
-miss rate, pick the cheapest certified set, and roll it out (or back).
+"""The feedback service: estimate any threshold set on the audit sample, certify bounds on its
+miss rate (and optionally its false-block rate), pick the cheapest certified set, roll it out
+(or back), and watch that the certificate keeps holding.
 
 Pure core: :mod:`feedback.sample`, :mod:`feedback.bound`, :mod:`feedback.costs`,
-:mod:`feedback.estimate`, :mod:`feedback.optimise`, :mod:`feedback.signals`. Thin edges:
-:mod:`feedback.store` (database), the jobs :mod:`feedback.retune`, :mod:`feedback.error_alerts`
-and :mod:`feedback.score_alerts`, and :mod:`feedback.tasks` (Celery). The cascade benchmark's
-core lives with the other benchmarks (``services.bench.policies``).
+:mod:`feedback.estimate`, :mod:`feedback.tables` (every candidate at once),
+:mod:`feedback.ltt` (the multiple testing and its proof), :mod:`feedback.risk`,
+:mod:`feedback.optimise`, :mod:`feedback.drift` (the drift guard's tests),
+:mod:`feedback.signals`, and the exact synthetic world the benchmarks and tests measure against
+(:mod:`feedback.simulate`, :mod:`feedback.oracle`). Thin edges: :mod:`feedback.store`
+(database), the jobs :mod:`feedback.retune`, :mod:`feedback.drift_guard`,
+:mod:`feedback.error_alerts` and :mod:`feedback.score_alerts`, :mod:`feedback.quality_view`
+(the dashboard's panel) and :mod:`feedback.tasks` (Celery). Benchmark cores live with the other
+benchmarks (``services.bench.policies``, ``services.bench.decision_quality``).
 """
