@@ -69,7 +69,9 @@ def _graph(net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> n
     class Features(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.net = net
+            self.net: Any = net
+            self.mean: torch.Tensor
+            self.std: torch.Tensor
             self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
             self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
