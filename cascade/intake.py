@@ -206,6 +206,5 @@ def _store_image(
         format=decoded.format[:16],
         blob_key=key,
     )
-    session.add(image)
-    session.flush()
+    session.add(image)  # written with its submission, in one flush
     return image
