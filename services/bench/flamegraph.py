@@ -40,13 +40,18 @@ def tree(stacks: Counter[tuple[str, ...]]) -> Node:
     return root
 
 
-def top_self(stacks: Counter[tuple[str, ...]], n: int = 15) -> list[tuple[str, float]]:
-    """The ``n`` frames with most samples at the top of the stack, with their share (0..1);
-    frames are named without their line number, so one function's lines add up."""
-    total = sum(stacks.values()) or 1
+def top_self(
+    stacks: Counter[tuple[str, ...]], n: int = 15, *, waits: frozenset[str] = frozenset()
+) -> list[tuple[str, float]]:
+    """The ``n`` frames with most samples at the top of the stack, with their share (0..1) of
+    the samples that are not ``waits`` (functions where a thread only waits: sampling cannot
+    always tell those from work); frames are named without their line number, so one
+    function's lines add up."""
     leaf: Counter[str] = Counter()
     for stack, count in stacks.items():
-        leaf[_function(stack[-1])] += count
+        if stack[-1].partition(" (")[0] not in waits:
+            leaf[_function(stack[-1])] += count
+    total = sum(leaf.values()) or 1
     return [(frame, count / total) for frame, count in leaf.most_common(n)]
 
 

@@ -20,7 +20,11 @@ from pathlib import Path
 
 from services.bench import flamegraph
 
-RATE_HZ = 50  # samples per second per process: enough for a few thousand samples a run
+RATE_HZ = 100  # samples per second per process: a few thousand samples a run
+# Where a thread waits (an idle thread pool, a socket read, an event-loop poll): kept in the
+# flame graph, left out of the top frames, which are about work.
+WAITS = frozenset({"_worker", "wait", "poll", "select", "_read_from_socket", "recv", "accept",
+                   "readinto", "_wait_for_tstate_lock", "get"})  # fmt: skip
 
 
 @dataclass
@@ -64,13 +68,13 @@ def profiled(components: dict[str, int], svg_path: Path) -> Iterator[Callable[[]
                 lines = path.read_text().splitlines() if path.exists() else []
                 own = flamegraph.parse(lines)
                 result.samples[name] = sum(own.values())
-                result.top_by_component[name] = flamegraph.top_self(own, 8)
+                result.top_by_component[name] = flamegraph.top_self(own, 8, waits=WAITS)
                 stacks.update({(name, *stack): n for stack, n in own.items()})
             if stacks:
                 svg_path.parent.mkdir(parents=True, exist_ok=True)
                 svg_path.write_text(flamegraph.svg(flamegraph.tree(stacks), "cascade bench e2e"))
                 result.svg = svg_path
-                result.top = flamegraph.top_self(stacks, 15)
+                result.top = flamegraph.top_self(stacks, 15, waits=WAITS)
             else:
                 result.note = "py-spy took no samples: " + "; ".join(errors)[:500]
 

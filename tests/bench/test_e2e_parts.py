@@ -54,3 +54,10 @@ def test_the_flame_graph_has_a_box_per_frame() -> None:
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
     for frame in ("api", "f (a.py:1)", "g (a.py:2)", "stage1", "h (b.py:1)"):
         assert f"<title>{frame} (" in svg
+
+
+def test_waiting_frames_are_left_out_of_the_top() -> None:
+    stacks = flamegraph.parse(
+        ["run (w.py:1);_worker (thread.py:9) 70", "run (w.py:1);f (a.py:3) 30"]
+    )
+    assert dict(flamegraph.top_self(stacks, waits=frozenset({"_worker"}))) == {"f (a.py)": 1.0}
