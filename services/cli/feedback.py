@@ -76,6 +76,17 @@ def format_proposal(p: dict[str, Any]) -> str:
     ]
     lines.append(f"  {'':<20}{'estimate':>14}{'std. error':>14}")
     lines += [f"  {name:<20}{value:>14}{err:>14}" for name, value, err in rows]
+    cert = p.get("certificate") or {}
+    for name, key in (("miss rate", "miss_interval"), ("false-block rate", "false_block_interval")):
+        if cert.get(key):
+            lo, hi = cert[key]
+            lines.append(
+                f"  {name}: {100 * (1 - p['delta']):.0f}% interval [{_pct(lo)}, {_pct(hi)}]"
+            )
+    if cert.get("false_block_bound") is not None:
+        lines.append(
+            f"  false-block bound: {_pct(cert['false_block_bound'])} (beta {_pct(cert['beta'])})"
+        )
     if p.get("traffic_per_hour"):
         reviews = e["human_share"] * p["traffic_per_hour"]
         lines.append(f"  reviews per hour at {p['traffic_per_hour']:.0f} images/h: {reviews:.1f}")

@@ -33,6 +33,8 @@ def test_retune_and_thresholds_commands(env: Context) -> None:
     assert "threshold set v1: certified; proposed" in out.output
     assert "cost per image" in out.output and "sent to humans" in out.output
     assert "audit images: 3000" in out.output
+    assert "miss rate: 95% interval [" in out.output  # both estimates come with intervals
+    assert "false-block rate: 95% interval [" in out.output
     listed = runner.invoke(main, ["thresholds", "list"])
     assert listed.exit_code == 0 and "proposed" in listed.output and "* " in listed.output
     assert runner.invoke(main, ["thresholds", "activate", "1", "--by", "tester"]).exit_code == 0
