@@ -194,7 +194,7 @@ class StageRunner:
         scores = self._predict(batch, good, out)
         ts = self.thresholds.get()
         now = utcnow()
-        far = self._far(batch, good, scores, ts)
+        far = self._far(batch, good, scores, ts, out)
         for sub, score in zip(good, scores, strict=True):
             if score is None:
                 continue
@@ -293,10 +293,11 @@ class StageRunner:
 
     def _far(
         self, batch: np.ndarray, subs: list[Submission], scores: list[float | None],
-        ts: ThresholdSet,
+        ts: ThresholdSet, out: BatchOutcome,
     ) -> set[str]:  # fmt: skip
         """Images this stage would decide automatically that look like nothing its model was
-        trained on (the engine's OOD gate, models/ood.py): a human decides those instead."""
+        trained on (the engine's OOD gate, models/ood.py): a human decides those instead. The
+        gate's time is the stage's device time too (it is billed like the model's)."""
         check = getattr(self.engine, "far", None)
         route = route_stage1 if self.stage == 1 else route_stage2
         pick = [i for i, (sub, s) in enumerate(zip(subs, scores, strict=True))
@@ -305,7 +306,10 @@ class StageRunner:
                 and route(s, ts) in (Route.ALLOW, Route.BLOCK)]  # fmt: skip
         if check is None or not pick:
             return set()
-        return {subs[i].id for i, f in zip(pick, check(batch[pick]), strict=True) if f}
+        t0 = time.perf_counter()
+        flags = check(batch[pick])
+        out.device_seconds += time.perf_counter() - t0
+        return {subs[i].id for i, f in zip(pick, flags, strict=True) if f}
 
     def _to_human(
         self, sub: Submission, score: float, ts: ThresholdSet, now: Any, out: BatchOutcome
