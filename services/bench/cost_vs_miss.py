@@ -1,14 +1,20 @@
-"""`cascade bench cascade`: cost per image against miss rate — stage-1-only, stage-2-only and
-the tuned cascade — written to ``<out>/cascade.md``, ``.json`` and ``.png``.
+"""`cascade bench cascade`: does the cascade pay for itself?
 
-Scores come from the trained stage models on the held-out splits of the synthetic data set when
-they exist (``--scores auto``), with compute cost from the engines' measured seconds per image;
-otherwise from a synthetic score model (said so in the report).
+On one held-out, traffic-like set (``models.traffic``: at least 10,000 images at a realistic
+prevalence, never seen in training) both trained stages score every image. Three policies are
+tuned at the same alpha on a random half and measured on the other half: stage 1 + humans,
+stage 2 on every image + humans, and the cascade. ``summary`` holds the restated target of
+issue 11 (keys named there); the frontier over several alphas, a per-band table and a
+reliability diagram per stage come with it.
+
+Compute prices are measured in the same run, the same way for every model (ONNX Runtime FP32 on
+this machine, one batch size): the default preset's two models (the ratio a deployment would
+pay; random weights, speed does not depend on them) price the policies; the demo models' own
+ratio is stated beside it.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,152 +23,120 @@ import numpy as np
 
 from cascade.config import Settings, get_settings
 from feedback.costs import StageCosts, stage_costs
-from services.bench.policies import (
-    POLICIES,
-    PolicyPoint,
-    compare_policies,
-    headline,
-    synthetic_scores,
-)
-from services.bench.report import figure, write_report
+from services.bench.cascade_summary import at_alpha, band_table, plot, summary, target_met
+from services.bench.markdown_cascade import markdown
+from services.bench.policies import compare_policies, headline, held_out_half
+from services.bench.report import write_report
 
-ALPHAS = tuple(float(a) for a in np.round(np.geomspace(0.001, 0.05, 13), 5))
+ALPHA_SHARES = (0.02, 0.05, 0.1, 0.2, 0.5)  # the frontier's alphas, as shares of the prevalence
+TARGET_SHARE = 0.05  # the target's alpha: at most one harmful image in twenty let through
 
 
-def model_scores(
-    model_dir: Path, data_dir: Path, kind: str, splits: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
-    """``(s1, s2, label, seconds per image by stage)`` from both trained stages."""
-    from models.artifact import stage_dir
-    from models.data import load_split
-    from models.engines import load_engine
-
-    scores, seconds, labels = [], {}, None
-    for stage in (1, 2):
-        engine = load_engine(stage_dir(model_dir, stage), kind)
-        parts = [load_split(data_dir, split, engine.preprocess) for split in splits]
-        x = np.concatenate([p.inputs(engine.preprocess) for p in parts])
-        engine.predict(x[:8])  # warm-up, not timed
-        start = time.perf_counter()
-        probs = np.concatenate([engine.predict(x[i : i + 64]) for i in range(0, len(x), 64)])
-        seconds[f"stage{stage}"] = (time.perf_counter() - start) / len(x)
-        scores.append(np.clip(probs.astype(np.float64), 0.0, 1.0))
-        labels = np.concatenate([p.labels for p in parts]).astype(np.float64)
-    assert labels is not None
-    return scores[0], scores[1], labels, seconds
+def _costs(settings: Settings, seconds: dict[int, float]) -> StageCosts:
+    dollars = {f"stage{s}": sec * settings.stage_price_per_hour(f"stage{s}") / 3600.0
+               for s, sec in seconds.items()}  # fmt: skip
+    return stage_costs(settings, dollars)
 
 
-def _source(settings: Settings, scores: str, model_dir: Path, data_dir: Path, kind: str,
-            n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, StageCosts, str]:  # fmt: skip
-    have_models = all((model_dir / f"stage{s}").is_dir() for s in (1, 2))
-    if scores == "models" or (scores == "auto" and have_models):
-        s1, s2, y, secs = model_scores(model_dir, data_dir, kind, ("val", "test"))
-        prices = {stage: secs[stage] * settings.stage_price_per_hour(stage) / 3600.0
-                  for stage in ("stage1", "stage2")}  # fmt: skip
-        what = (
-            f"trained models in {model_dir} ({kind}), val+test splits of {data_dir} "
-            f"({len(y)} images); measured s/image: stage 1 {secs['stage1']:.2e}, "
-            f"stage 2 {secs['stage2']:.2e}"
-        )
-        return s1, s2, y, stage_costs(settings, prices), what
-    s1, s2, y = synthetic_scores(n, seed=seed)
-    what = (
-        f"synthetic score model (services.bench.policies.synthetic_scores, n={n}, prevalence 5%): "
-        "no trained models found; run `cascade demo` first for real scores"
-    )
-    return s1, s2, y, stage_costs(settings), what
-
-
-def plot(points: list[PolicyPoint], alpha: float) -> Any:
-    fig, ax = figure(figsize=(7.5, 5))
-    for policy, marker in zip(POLICIES, ("s", "^", "o"), strict=True):
-        pts = sorted((p for p in points if p.policy == policy), key=lambda p: p.miss_rate)
-        ax.plot([100 * p.miss_rate for p in pts], [p.operating_cost for p in pts],
-                marker=marker, label=policy)  # fmt: skip
-        for p in pts:
-            if p.alpha == alpha:
-                ax.annotate(f"α={alpha:g}", (100 * p.miss_rate, p.operating_cost), fontsize=8,
-                            xytext=(4, 4), textcoords="offset points")  # fmt: skip
-    ax.set_yscale("log")
-    ax.set_xlabel("miss rate on held-out images (% of all images)")
-    ax.set_ylabel("$ per image (compute + humans + false blocks)")
-    ax.set_title("Cost per image vs miss rate (each point tuned at one alpha)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    return fig
-
-
-def markdown(result: dict[str, Any]) -> str:
-    h = result["headline"]
-    lines = [
-        "# Cascade benchmark: cost per image vs miss rate",
-        "",
-        f"Scores: {result['source']}.",
-        f"Costs ($/image): {result['costs']}. Guarantee: miss rate <= alpha with probability "
-        f"{1 - result['delta']:.2f}; tuned on a random half, measured on the other half.",
-        "",
-        "![Pareto plot](cascade.png)",
-        "",
-        "| policy | alpha | certified | $/image (ops) | $/image compute | miss rate | false blocks "
-        "| stage 1 | stage 2 | humans |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for p in result["points"]:
-        lines.append(
-            f"| {p['policy']} | {p['alpha']:g} | {'yes' if p['certified'] else 'FALLBACK'} "
-            f"| {p['operating_cost']:.3g} | {p['compute_cost']:.3g} | {100 * p['miss_rate']:.3f}% "
-            f"| {100 * p['false_block_rate']:.3f}% | {100 * p['stage1_share']:.1f}% "
-            f"| {100 * p['stage2_share']:.1f}% | {100 * p['human_share']:.1f}% |"
-        )
-    lines += ["", f"## Target at alpha = {h['alpha']:g} (measured, not asserted)", ""]
-    if h.get("cascade_matched") is None:
-        lines.append("No cascade point reaches stage-2-only's miss rate: no comparison.")
-    else:
-        ref, best = h["stage2_only"], h["cascade_matched"]
-        lines += [
-            f"- stage-2-only: {ref['operating_cost']:.3g} $/image at miss rate "
-            f"{100 * ref['miss_rate']:.3f}%",
-            f"- cheapest cascade at an equal or lower miss rate (tuned at alpha "
-            f"{best['alpha']:g}): {best['operating_cost']:.3g} $/image at "
-            f"{100 * best['miss_rate']:.3f}%, stage 1 settles {100 * best['stage1_share']:.1f}%",
-            f"- cost ratio {h['cost_ratio']:.3f} (target <= 0.125: "
-            f"{'met' if h['cost_target_met'] else 'not met'}); compute-only ratio "
-            f"{h['compute_cost_ratio']:.3f} ({'met' if h['compute_target_met'] else 'not met'})",
-        ]
-    return "\n".join(lines) + "\n"
+def _demo_ratio(demo: StageCosts, stage1_share: float) -> float:
+    """The cascade's compute against stage 2 on every image, at the demo models' prices."""
+    return (demo.stage1 + demo.stage2 * (1.0 - stage1_share)) / demo.stage2
 
 
 @click.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports"), show_default=True)
-@click.option("--scores", type=click.Choice(["auto", "models", "synthetic"]), default="auto",
-              show_default=True, help="Where scores come from (auto: models when trained).")  # fmt: skip
 @click.option("--model-dir", type=click.Path(path_type=Path), default=None,
-              help="Trained stages (default: CASCADE_MODEL_DIR).")  # fmt: skip
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Synthetic data set (default: <CASCADE_VAR_DIR>/data).")  # fmt: skip
-@click.option("--engine", "kind", default="onnx", show_default=True)
-@click.option("--alpha", type=float, default=None, help="Headline alpha (default: CASCADE_ALPHA).")
+              help="Trained stages (default: CASCADE_MODEL_DIR; the demo models are built when "
+                   "there are none).")  # fmt: skip
+@click.option("--traffic-dir", type=click.Path(path_type=Path), default=None,
+              help="Held-out traffic-like set (default: <CASCADE_VAR_DIR>/traffic; generated "
+                   "on first use).")  # fmt: skip
+@click.option("--n", type=click.IntRange(min=100), default=20_000, show_default=True,
+              help="Images in the held-out set (the target needs at least 10,000).")  # fmt: skip
+@click.option("--prevalence", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True,
+              help="Share of harmful images in the held-out set.")  # fmt: skip
+@click.option("--alpha", type=float, default=None,
+              help=f"Per-image miss-rate bound (default: {TARGET_SHARE:g} x the prevalence).")  # fmt: skip
 @click.option("--delta", type=float, default=None, help="Default: CASCADE_DELTA.")
-@click.option("--n", type=int, default=200_000, show_default=True, help="Synthetic images.")
+@click.option("--engine", "kind", default="onnx", show_default=True)
+@click.option("--price-preset", type=click.Choice(["default", "demo"]), default="default",
+              show_default=True, help="Whose measured speeds price the policies.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
-def cascade(out: Path, scores: str, model_dir: Path | None, data_dir: Path | None, kind: str,
-            alpha: float | None, delta: float | None, n: int, seed: int) -> None:  # fmt: skip
-    """Cost per image vs miss rate: stage-1-only, stage-2-only and the tuned cascade."""
+def cascade(
+    out: Path, model_dir: Path | None, traffic_dir: Path | None, n: int, prevalence: float,
+    alpha: float | None, delta: float | None, kind: str, price_preset: str, seed: int,
+) -> None:  # fmt: skip
+    """Stage-1-only, stage-2-on-all and the tuned cascade on a held-out traffic-like set:
+    miss and false-block rates, human share, compute and total $/image (issue 11's target)."""
+    from models.demo import ensure_demo_models
+    from models.traffic import ensure_traffic_set, preset_seconds_per_image, score_traffic
+
     settings = get_settings()
-    alpha = settings.alpha if alpha is None else alpha
     delta = settings.delta if delta is None else delta
+    alpha = TARGET_SHARE * prevalence if alpha is None else alpha
     model_dir = model_dir or settings.model_dir
-    data_dir = data_dir or settings.var_dir / "data"
-    s1, s2, y, costs, source = _source(settings, scores, model_dir, data_dir, kind, n, seed)
-    alphas = tuple(sorted({*ALPHAS, alpha}))
-    points = compare_policies(s1, s2, y, costs, alphas=alphas, delta=delta, seed=seed)
-    result = {
-        "source": source,
-        "costs": costs.as_dict(),
+    traffic_dir = traffic_dir or settings.var_dir / "traffic"
+    if not all((model_dir / f"stage{s}" / "meta.json").is_file() for s in (1, 2)):
+        click.echo(f"no models under {model_dir}: building the demo models first")
+        ensure_demo_models(model_dir, settings.var_dir / "data")
+    click.echo(f"held-out traffic-like set: {traffic_dir} ({n} images, prevalence {prevalence:g})")
+    ensure_traffic_set(traffic_dir, n=n, prevalence=prevalence)
+    click.echo("scoring it with both stages, timing them ...")
+    scores, split = score_traffic(model_dir, traffic_dir, kind)
+    click.echo(f"timing the {price_preset} preset's models ...")
+    preset = preset_seconds_per_image(price_preset)
+    costs = _costs(settings, {s: preset[s]["seconds_per_image"] for s in (1, 2)})
+    demo = _costs(settings, {s: scores[s].seconds_per_image for s in (1, 2)})
+    probs = {s: scores[s].probs for s in (1, 2)}
+    labels, bands = split.labels.astype(np.float64), split.bands
+    alphas = tuple(sorted({*(share * prevalence for share in ALPHA_SHARES), alpha}))
+    points = compare_policies(probs[1], probs[2], labels, costs, alphas=alphas, delta=delta,
+                              seed=seed)  # fmt: skip
+    result = report(settings, points, alpha, delta, probs, labels, bands, seed) | {
+        "source": f"{kind} scores of {model_dir} on {len(labels)} held-out images in "
+        f"{traffic_dir}; prices from the {price_preset} preset's measured speeds",
+        "prices": _prices(preset, scores, costs, demo, at_alpha(points, alpha)),
+    }
+    names = {s: f"{scores[s].model}@{scores[s].size}" for s in (1, 2)}
+    fig = plot(points, alpha, probs, split.labels, names)
+    paths = write_report(out, "cascade", result, markdown(result), fig, dpi=110)
+    click.echo(markdown(result))
+    click.echo("wrote " + ", ".join(map(str, paths)))
+
+
+def report(
+    settings: Settings, points: list[Any], alpha: float, delta: float,
+    probs: dict[int, np.ndarray], labels: np.ndarray, bands: np.ndarray, seed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The JSON report, less where the scores and prices came from."""
+    summ = summary(points, alpha, probs, labels, bands)
+    cascade_point = at_alpha(points, alpha)["cascade"]
+    return {
+        "summary": summ,
+        "targets": {k: target_met(k, v) for k, v in summ.items()},
         "delta": delta,
         "points": [p.as_dict() for p in points],
         "headline": headline(points, alpha),
+        "bands": band_table(
+            probs, labels, bands, held_out_half(len(labels), seed), cascade_point.thresholds
+        ),
+        "band_shares": {b: float(np.mean(bands == b)) for b in sorted(set(bands.tolist()))},
     }
-    paths = write_report(out, "cascade", result, markdown(result), plot(points, alpha), dpi=120)
-    click.echo(markdown(result))
-    click.echo("wrote " + ", ".join(map(str, paths)))
+
+
+def _prices(preset: dict[int, dict[str, Any]], scores: Any, costs: StageCosts, demo: StageCosts,
+            at: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "priced_by": {f"stage{s}": preset[s] for s in (1, 2)},
+        "demo_models": {
+            f"stage{s}": {
+                "model": scores[s].model,
+                "size": scores[s].size,
+                "seconds_per_image": scores[s].seconds_per_image,
+            }
+            for s in (1, 2)
+        },
+        "costs": costs.as_dict(),
+        "demo_costs": demo.as_dict(),
+        "compute_cost_ratio_demo_prices": _demo_ratio(demo, at["cascade"].stage1_share),
+    }

@@ -120,6 +120,12 @@ def cascade_point(test: AuditSample, ts: ThresholdSet, costs: StageCosts, alpha:
     )  # fmt: skip
 
 
+def held_out_half(n: int, seed: int = 0) -> npt.NDArray[np.bool_]:
+    """Which images measure the policies (the others tune them). A random stream of its own:
+    the split must not share random numbers with how the data were made."""
+    return ~(np.random.default_rng([seed, 0x5EED]).random(n) < 0.5)
+
+
 def compare_policies(
     s1: npt.ArrayLike, s2: npt.ArrayLike, label: npt.ArrayLike, costs: StageCosts,
     *, alphas: tuple[float, ...], delta: float, seed: int = 0,
@@ -130,9 +136,8 @@ def compare_policies(
     tuning = replace(costs, miss=0.0)
     a1, a2 = np.asarray(s1, dtype=np.float64), np.asarray(s2, dtype=np.float64)
     y = np.asarray(label, dtype=np.float64)
-    # A stream of its own: the split must not share random numbers with how data were made.
-    calib = np.random.default_rng([seed, 0x5EED]).random(len(y)) < 0.5
-    test = ~calib
+    test = held_out_half(len(y), seed)
+    calib = ~test
     cal_sample = AuditSample.of(a1[calib], a2[calib], y[calib], 1.0)
     test_sample = AuditSample.of(a1[test], a2[test], y[test], 1.0)
     points = []
@@ -175,8 +180,9 @@ def headline(points: list[PolicyPoint], alpha: float) -> dict[str, object]:
         out |= {
             "cost_ratio": cost_ratio,
             "compute_cost_ratio": compute_ratio,
-            "cost_target_met": cost_ratio is not None and cost_ratio <= 1 / 8,
-            "compute_target_met": compute_ratio is not None and compute_ratio <= 1 / 8,
+            # The targets as restated by issue 11 (total below stage-2-on-all, compute <= 1/4).
+            "cost_target_met": cost_ratio is not None and cost_ratio < 1,
+            "compute_target_met": compute_ratio is not None and compute_ratio <= 1 / 4,
         }
     return out
 
