@@ -126,10 +126,13 @@ def _figure(results: list[E2EResult], lat: np.ndarray) -> Any:
         values = np.array([(r.cpu_ms_per_image or {}).get(part, 0.0) for r in results])
         b.bar(x, values, 0.5, bottom=bottom, label=part)
         bottom += values
+    budget = [2 * (r.ceiling_ms_per_image or {}).get("cpu", 0.0) / TARGET_RATIO for r in results]
+    b.scatter(x, budget, marker="_", s=2000, color="k", zorder=3,
+              label=f"stack CPU a ratio of {TARGET_RATIO} allows on 2 cores")  # fmt: skip
     b.set_xticks(x, [r.database for r in results])
     b.set_ylabel("CPU ms per image")
     b.set_title("where the CPU goes (end to end)")
-    b.legend(fontsize=7)
+    b.legend(fontsize=6, loc="lower right", markerscale=0.2, framealpha=0.9)
     c.hist(lat, bins=40, color="#27a")
     for q, style in ((50, "-"), (95, "--"), (99, ":")):
         if len(lat):
