@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from cascade import metrics, queues, rollup
+from cascade import backlog, metrics, queues, rollup
 from cascade.context import Context
 from cascade.db.schema import PENDING_STATES, State, Submission, utcnow
 from cascade.db.session import session_scope
@@ -109,7 +109,10 @@ def requeue_stale(context: Context, dispatcher: Dispatcher, older_than_s: int) -
 
 def roll_up(context: Context, *, limit: int = 20_000) -> int:
     """Roll up the decisions the stage workers did not (human labels, cache hits, corrections;
-    ``cascade.rollup.catch_up``), ``limit`` rows a transaction, until none is left."""
+    ``cascade.rollup.catch_up``), ``limit`` rows a transaction, until none is left; fold the
+    review backlog's log (``cascade.backlog.compact``)."""
+    with session_scope(context.sessions) as session:
+        backlog.compact(session)
     total = 0
     while True:
         with session_scope(context.sessions) as session:

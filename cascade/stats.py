@@ -21,13 +21,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cascade import sketch
+from cascade.backlog import counts as backlog_counts
+from cascade.backlog import oldest as oldest_waiting
 from cascade.cost import BUCKETS
 from cascade.db.schema import (
-    ReviewItem,
     ReviewState,
     ThresholdSetRow,
     ThresholdStatus,
@@ -192,24 +193,14 @@ def queue_overview(
 
 
 def review_backlog(session: Session) -> tuple[dict[str, int], datetime | None]:
-    """Waiting review items by reason, and when the oldest of them was opened.
-
-    One query per waiting state, each a walk along ``ix_review_queue_reason`` in (reason)
-    order: an ``IN`` over both states would make SQLite sort a million entries to group them.
-    """
+    """Waiting review items by reason, and when the oldest of them was opened — from the
+    trigger-kept backlog (``cascade.backlog``), never by counting the items."""
+    waiting = (ReviewState.PENDING, ReviewState.CONFLICT)
     backlog: dict[str, int] = {}
-    firsts: list[datetime] = []
-    for state in (ReviewState.PENDING, ReviewState.CONFLICT):
-        rows = session.execute(
-            select(ReviewItem.reason, func.count(), func.min(ReviewItem.created_at))
-            .where(ReviewItem.state == state)
-            .group_by(ReviewItem.reason)
-        ).all()
-        for reason, count, first in rows:
-            backlog[reason] = backlog.get(reason, 0) + int(count)
-            if first is not None:
-                firsts.append(first)
-    return backlog, min(firsts, default=None)
+    for (state, reason), n in backlog_counts(session).items():
+        if state in waiting:
+            backlog[reason] = backlog.get(reason, 0) + n
+    return backlog, oldest_waiting(session, waiting)
 
 
 def active_threshold_version(session: Session) -> int:

@@ -279,6 +279,8 @@ class ReviewItem(Base):
         # "Has this submission its final label?" from the index alone (the audit sample and
         # its complete window, feedback/store.py).
         Index("ix_review_submission_label", "submission_id", "state", "final_label"),
+        # The oldest waiting item of a state: one seek (the dashboard's review age).
+        Index("ix_review_waiting_since", "state", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -425,3 +427,17 @@ class CostRollup(Base):
     images: Mapped[int] = mapped_column(BigInteger, default=0)
     device_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     dollars: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ReviewBacklog(Base):
+    """Review items per (state, reason) as a log of +1/-1 changes, written by database triggers
+    on ``review_items`` (migration 0005) whatever code writes the items, and folded into one
+    row per key by beat (``cascade.backlog.compact``): counting a million waiting items is then
+    a sum over a few rows, and appending never waits on another transaction."""
+
+    __tablename__ = "review_backlog"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(16))
+    delta: Mapped[int] = mapped_column(BigInteger)

@@ -95,7 +95,9 @@ def _generate(url: str, params: dict[str, Any], settings: Settings) -> dict[str,
 
 
 def _top_up(url: str, meta: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Add the traffic of the time since the last run at the generated rate."""
+    """Bring the kept database to the current schema, then add the traffic of the time since
+    the last run at the generated rate."""
+    upgrade(url)
     last = datetime.fromisoformat(meta["end"])
     now = datetime.now(UTC)
     rate = meta["params"]["n"] / (meta["params"]["days"] * 86400)

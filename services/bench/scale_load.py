@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from cascade import rollup, sketch
+from cascade import backlog, rollup, sketch
 from cascade.db.schema import Base, CostLedger, Image, Label, ReviewItem, Submission
 from services.bench.scale_data import DECIDERS, Generated, ledger_minutes
 
@@ -59,6 +59,7 @@ def load(engine: Engine, gen: Generated, prices: dict[str, float], *, first: boo
     with Session(engine) as session:
         _ledger(session, gen, prices)
         _decision_rollups(session, gen)
+        backlog.compact(session)  # the review items' trigger log, folded as beat would
         session.commit()
 
 

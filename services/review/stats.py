@@ -10,6 +10,7 @@ from statistics import median
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cascade.backlog import counts as counts_by_state
 from cascade.db.schema import Label, ReviewItem, ReviewState, User
 from cascade.review import cohens_kappa
 
@@ -28,16 +29,14 @@ class LabelPair:
 def queue_counts(db: Session, now: datetime) -> dict[str, int]:
     """Waiting items by reason, leased now, conflicts.
 
-    Each count reads an index only (``cascade.db.schema.ReviewItem``): by reason within the
-    pending range of ``ix_review_queue_reason``; leased ones among the few items that have a
-    lease owner (``ix_review_lease_owner``), not among every waiting item."""
-    rows = db.execute(
-        select(ReviewItem.reason, func.count())
-        .where(ReviewItem.state == ReviewState.PENDING)
-        .group_by(ReviewItem.reason)
-    ).all()
+    Counts by state and reason come from the trigger-kept backlog (``cascade.backlog``), not
+    from counting the items; leased ones are counted among the few items that have a lease
+    owner (``ix_review_lease_owner``), not among every waiting item."""
+    backlog = counts_by_state(db)
     counts = {"escalation": 0, "audit": 0}
-    counts.update({str(reason): int(n) for reason, n in rows})
+    for (state, reason), n in backlog.items():
+        if state == ReviewState.PENDING:
+            counts[str(reason)] = counts.get(str(reason), 0) + n
     counts["leased"] = int(
         db.scalar(
             select(func.count()).where(
@@ -48,8 +47,8 @@ def queue_counts(db: Session, now: datetime) -> dict[str, int]:
         )
         or 0
     )
-    counts["conflict"] = int(
-        db.scalar(select(func.count()).where(ReviewItem.state == ReviewState.CONFLICT)) or 0
+    counts["conflict"] = sum(
+        n for (state, _), n in backlog.items() if state == ReviewState.CONFLICT
     )
     return counts
 

@@ -65,11 +65,13 @@ def test_a_held_item_comes_back_from_the_lease_index(deep_queue: Context) -> Non
     assert uses(plans, "ix_review_lease_owner", only=False)
 
 
-def test_queue_counts_read_indexes_only(deep_queue: Context) -> None:
+def test_queue_counts_do_not_count_the_items(deep_queue: Context) -> None:
     with deep_queue.sessions() as session, captured(deep_queue.engine) as plans:
         counts = queue_counts(session, datetime.now(UTC))
     with deep_queue.sessions() as session:
         waiting = session.scalars(select(ReviewItem.reason).where(ReviewItem.state == "pending"))
         expected = list(waiting)
     assert counts["audit"] == expected.count("audit") > 1000
-    assert full_scans(plans, TABLES) == []
+    # The counts come from the trigger-kept backlog (a few rows); the items are not read whole.
+    assert full_scans(plans, TABLES, sorts=False) == []
+    assert any("review_backlog" in p.statement for p in plans)
