@@ -67,6 +67,11 @@ def create_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # No remote control (pidbox): it is a pub/sub connection in every worker, and when the
+        # broker restarts redis-py can reconnect it silently inside a read, which then blocks
+        # the worker's event loop for good (a stage worker that never consumes again and logs
+        # nothing). Nothing in Cascade sends control commands.
+        worker_enable_remote_control=False,
         worker_hijack_root_logger=False,
         timezone="UTC",
         enable_utc=True,
