@@ -143,7 +143,7 @@ class StageRunner:
         """The originals' keys of ``todo`` in one read (plain values for the reader threads)."""
         shas = {s.image_sha256 for s in todo}
         rows = session.execute(select(Image.sha256, Image.blob_key).where(Image.sha256.in_(shas)))
-        by_sha = dict(rows.tuples().all())
+        by_sha = {sha: key for sha, key in rows}
         return [by_sha[s.image_sha256] for s in todo]
 
     # -- the batch -------------------------------------------------------------------------
