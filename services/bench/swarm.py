@@ -21,12 +21,14 @@ from services.bench.loadgen import Phase, Sample
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "locustfile.py"
-PER_USER_RATE = 0.5  # uploads/s per Locust user: many users, so slow answers barely slow the offer
+PER_USER_RATE = 0.5  # requests/s per Locust user: many users, so slow answers barely slow the offer
+BATCH_SIZE = 4  # images in a batch request (the locustfile's default)
 
 
 @dataclass
 class Swarm:
-    """One Locust run offering ``rate`` uploads/s for ``duration_s`` against ``url``."""
+    """One Locust run offering ``rate`` images/s (single and batch uploads together) for
+    ``duration_s`` against ``url``."""
 
     name: str
     url: str
@@ -48,11 +50,13 @@ class Swarm:
         if not self.url.startswith("http://127.0.0.1:"):
             raise ValueError(f"load tests run on loopback only, not against {self.url!r}")
         self.out.mkdir(parents=True, exist_ok=True)
-        users = max(1, math.ceil(self.rate / PER_USER_RATE))
+        requests_per_s = self.rate / (1 + self.batch_share * (BATCH_SIZE - 1))
+        users = max(1, math.ceil(requests_per_s / PER_USER_RATE))
         env = dict(os.environ)
         env.update(
             CASCADE_LOCUST_API_KEY=self.api_key,
-            CASCADE_LOCUST_RATE=str(self.rate / users),
+            CASCADE_LOCUST_RATE=str(requests_per_s / users),
+            CASCADE_LOCUST_BATCH_SIZE=str(BATCH_SIZE),
             CASCADE_LOCUST_ANSWERS=str(self.answers),
             CASCADE_LOCUST_SEED=str(self.seed),
             CASCADE_LOCUST_BATCH_SHARE=str(self.batch_share),
