@@ -142,15 +142,20 @@ class Image(Base):
     index."""
 
     __tablename__ = "images"
+    # One index per band, holding the hash and the key too: a near-duplicate look-up reads the
+    # matching run of each index and never the table (cascade/neardup.py; migration 0006).
+    __table_args__ = tuple(
+        Index(f"ix_images_phash_b{i}", f"phash_b{i}", "phash", "sha256") for i in range(4)
+    )
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     phash: Mapped[int] = mapped_column(BigInteger)
     # ``phash`` in four 16-bit bands, each indexed: the near-duplicate index (multi-index
     # hashing, cascade/neardup.py).
-    phash_b0: Mapped[int] = mapped_column(Integer, default=_band(0), index=True)
-    phash_b1: Mapped[int] = mapped_column(Integer, default=_band(1), index=True)
-    phash_b2: Mapped[int] = mapped_column(Integer, default=_band(2), index=True)
-    phash_b3: Mapped[int] = mapped_column(Integer, default=_band(3), index=True)
+    phash_b0: Mapped[int] = mapped_column(Integer, default=_band(0))
+    phash_b1: Mapped[int] = mapped_column(Integer, default=_band(1))
+    phash_b2: Mapped[int] = mapped_column(Integer, default=_band(2))
+    phash_b3: Mapped[int] = mapped_column(Integer, default=_band(3))
     size_bytes: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
