@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from sqlalchemy import or_, select
+from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
 from cascade.db.schema import Image
@@ -82,13 +82,17 @@ class NearDuplicateIndex:
                 "farther than that a dHash no longer means the same picture"
             )
         radius = max_distance // BANDS
-        probes = [
-            column.in_(neighbours(band, radius))  # type: ignore[attr-defined]
+        # One branch per band, each read from that band's index alone (it holds phash and
+        # sha256): an OR of the bands would fetch every candidate's table row instead.
+        branches = [
+            select(Image.sha256, Image.phash).where(column.in_(neighbours(band, radius)))  # type: ignore[attr-defined]
             for column, band in zip(band_columns(), bands_of(phash), strict=True)
         ]
-        rows = self.session.execute(
-            select(Image.sha256, Image.phash).where(or_(*probes)).limit(self.max_candidates + 1)
-        ).all()
+        # An image sharing several bands comes once per band: 4 x (max + 1) rows always hold
+        # more than ``max_candidates`` distinct images when the limit is reached.
+        limit = BANDS * (self.max_candidates + 1)
+        found = self.session.execute(union_all(*branches).limit(limit)).all()
+        rows = list(dict.fromkeys((sha, value) for sha, value in found))
         if len(rows) > self.max_candidates:
             return Lookup(candidates=len(rows), complete=False)
         matches = [
