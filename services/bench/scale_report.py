@@ -64,9 +64,10 @@ def _markdown(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
             "",
             f"- review next item + lease, {_waiting(r)}: **{r['review_next_ms']:.1f} ms** "
             f"(target {TARGETS['review_next_ms']:.0f}: {_ok(v['review_next_ms'])})",
-            f"- retune (load {r['audit_rows']:,} labelled audit rows in "
-            f"{r['load_audit_sample_s']:.1f} s, optimise, store): **{r['retune_s']:.1f} s** "
-            f"(target {TARGETS['retune_s']:.0f}: {_ok(v['retune_s'])})",
+            f"- retune over {r['audit_rows']:,} labelled audit rows (load, optimise, store; "
+            f"the first query of a fresh context): **{r['retune_s']:.1f} s** (target "
+            f"{TARGETS['retune_s']:.0f}: {_ok(v['retune_s'])}); loading them again alone: "
+            f"{r['load_audit_sample_s']:.1f} s",
             f"- near-duplicate lookup over {near['images']:,} images, distance "
             f"{near['distance']} ({near['method']}): **{r['near_duplicate_lookup_ms']:.1f} ms**, "
             f"found {sum(near['found'])}/{len(near['found'])} "
