@@ -4,6 +4,10 @@ A key reads ``csk_<prefix>_<secret>``. The prefix is public (it names the key in
 in ``cascade keys revoke``) and indexes the lookup; the secret carries 256 bits of entropy.
 Because keys are random and long, a plain SHA-256 is the right hash (as for GitHub tokens): a
 slow password hash would only add latency to every request, not security.
+
+The API checks keys through a ``KeyCache``: a key found valid is trusted for a few seconds
+(``CASCADE_API_KEY_CACHE_S``) without a database round trip, so a revoked key (or a changed rate
+limit) takes effect within that time, not at once. Keys found invalid are never cached.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -98,6 +105,64 @@ def verify_key(session: Session, key: str) -> ApiKey | None:
     if match is None or not match.active:
         return None
     return match
+
+
+@dataclass(frozen=True)
+class KeyIdentity:
+    """What a request needs of a valid key: plain values, safe to keep across requests."""
+
+    api_key_id: int
+    tenant_id: int
+    rate_limit_per_minute: int | None
+
+
+class KeyCache:
+    """Valid keys remembered for ``ttl_s`` seconds, so a busy client costs one key look-up per
+    ``ttl_s``, not one per request (the look-up is a database round trip on the upload path).
+
+    The price: a key revoked (or given another rate limit) is still honoured until its entry
+    expires, ``ttl_s`` at most; ``ttl_s=0`` turns the cache off. Only keys found valid are kept,
+    under their SHA-256 (never the key), at most ``max_entries`` of them; an unknown or revoked
+    key costs a look-up every time, as it did without the cache.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float,
+        *,
+        max_entries: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[str, tuple[float, KeyIdentity]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, session: Session, key: str) -> KeyIdentity | None:
+        """The identity of ``key`` if it is valid (from the cache when seen valid within
+        ``ttl_s``), else None."""
+        digest = hash_key(key)
+        now = self._clock()
+        hit = self._entries.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = verify_key(session, key)
+        if row is None:
+            self._entries.pop(digest, None)
+            return None
+        identity = KeyIdentity(row.id, row.tenant_id, row.rate_limit_per_minute)
+        if self.ttl_s > 0:
+            self._remember(digest, now + self.ttl_s, identity, now)
+        return identity
+
+    def _remember(self, digest: str, until: float, identity: KeyIdentity, now: float) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries = {d: e for d, e in self._entries.items() if e[0] > now}
+                while len(self._entries) >= self.max_entries:  # all live: the oldest go
+                    del self._entries[next(iter(self._entries))]
+            self._entries[digest] = (until, identity)
 
 
 def revoke_key(session: Session, *, prefix: str) -> int:

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     max_batch_images: int = 64
     max_request_bytes: int = 64 * 1024 * 1024  # a whole (batch) request body
     rate_limit_per_minute: int = 6000
+    # A valid API key is trusted this long without a database look-up (cascade.apikeys.KeyCache):
+    # a revoked key is refused within this many seconds, not at once. 0: look up every request.
+    api_key_cache_s: float = Field(5.0, ge=0.0, le=300.0)
     max_queue_depth: int = 50_000
     metrics_port: int = 9808  # workers expose /metrics here (production; embedded runs aggregate)
 

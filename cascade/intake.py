@@ -19,6 +19,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 from PIL.Image import Image as PILImage
 from sqlalchemy import select
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from cascade import derivative, metrics
 from cascade.blobs import sha256_hex
 from cascade.context import Context
+from cascade.db.bulk import insert_new
 from cascade.db.schema import Image, State, Submission, utcnow
 from cascade.decisions import finalize
 from cascade.errors import Conflict, InvalidImage, PayloadTooLarge
@@ -55,6 +57,10 @@ class DecodedUpload:
     format: str
     width: int  # of the original, as displayed (EXIF orientation applied)
     height: int
+
+
+def new_submission_id() -> str:
+    return str(uuid.uuid4())
 
 
 def check_size(data: bytes, *, max_bytes: int) -> None:
@@ -102,8 +108,24 @@ def _find_replay(session: Session, tenant_id: int, key: str | None, sha: str) ->
     return sub
 
 
+class HashedImage(Protocol):
+    """What the decision cache needs of an image: an ``Image`` row, or its two columns."""
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def phash(self) -> int: ...
+
+
+def _known_image(session: Session, sha: str) -> HashedImage | None:
+    """The stored image with these bytes, if any (two columns, no ORM object to load)."""
+    row = session.execute(select(Image.sha256, Image.phash).where(Image.sha256 == sha)).first()
+    return cast(HashedImage, row) if row is not None else None
+
+
 def _cached_decision(
-    session: Session, image: Image, near_distance: int, *, known: bool = True
+    session: Session, image: HashedImage, near_distance: int, *, known: bool = True
 ) -> str | None:
     """An earlier final decision on the same (or a near-identical) image; humans win.
 
@@ -143,13 +165,16 @@ def accept(
     idempotency_key: str | None = None,
     callback_url: str | None = None,
     rng: random.Random | None = None,
+    submission_id: str | None = None,
 ) -> Accepted:
-    """Validate and record one upload (see the module docstring for the commit protocol)."""
+    """Validate and record one upload (see the module docstring for the commit protocol); a new
+    submission gets ``submission_id`` (default: a new one), e.g. the id the API reserved its
+    stage-1 backlog place under."""
     s = ctx.settings
     check_size(data, max_bytes=s.max_upload_bytes)
     sha = sha256_hex(data)
-    image = session.get(Image, sha)
-    decoded, stages = None, derivative.stage_configs(s.model_dir.resolve())
+    image = _known_image(session, sha)
+    decoded, stages = None, derivative.stage_configs(s.model_dir)
     if image is None:  # new bytes: validate (a 4xx for a bad image comes before anything else)
         decoded = decode_upload(data, max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels,
                                 draft_to=derivative.draft_size(stages))  # fmt: skip
@@ -160,7 +185,7 @@ def accept(
         image = _store_image(ctx, session, data, sha, decoded, stages)
     assert image is not None
     sub = Submission(
-        id=str(uuid.uuid4()),
+        id=submission_id or new_submission_id(),
         tenant_id=tenant_id,
         image_sha256=sha,
         idempotency_key=idempotency_key,
@@ -178,8 +203,7 @@ def accept(
     # certificate would not cover them.
     sub.audit_p = s.audit_rate
     sub.audit = (rng or random).random() < s.audit_rate
-    session.add(sub)
-    session.flush()
+    insert_new(session, sub)  # after its image's row (the foreign key)
     return Accepted(sub, created=True, cached=cached is not None, callback_due=callback_due)
 
 
@@ -206,5 +230,5 @@ def _store_image(
         format=decoded.format[:16],
         blob_key=key,
     )
-    session.add(image)  # written with its submission, in one flush
+    insert_new(session, image)
     return image

@@ -14,6 +14,13 @@ Both live in the broker's Redis, so every API process shares one view:
   or coming back after a worker died — so neither a burst of parallel uploads (the old gate
   read a cached ``LLEN``) nor the redelivery of a killed worker's messages pushes it over.
 
+An upload's admission is one round trip: ``Backlog.reserve`` and ``Backlog.check`` take the
+request's rate-limit ``Charge`` into the same Lua call (charged first; a request refused with 429
+reserves nothing; one refused with 503 has been charged, as when they were two calls). A request
+that knows the ids its submissions will have reserves under those ids, so handing them to stage 1
+(``track``) is no further round trip: the entry is already the id's, added before its message
+was sent, so the worker's ``release`` can never come first.
+
 Redis trouble fails open (logged): refusing every upload because the limiter is unreachable
 would turn a metrics-grade outage into a full one; the enqueue itself still needs the broker.
 """
@@ -25,9 +32,10 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from cascade import queues
 from cascade.config import Settings
@@ -42,29 +50,82 @@ BACKLOG_KEY = "cascade:backlog:stage1"  # sorted set: admitted ids (and reservat
 # otherwise hold its place for ever; the stale sweep owns it by then).
 BACKLOG_HORIZON_S = 900
 
-# KEYS[1]: the key's log. ARGV: window seconds, limit, cost, member id.
-# Returns {allowed (0/1), used, retry_after seconds as a string}.
-_SLIDING_WINDOW = """
+# Lua functions shared by the scripts below: each script is one atomic call on Redis's clock.
+# charge(log key, window s, limit, cost, member id, now) -> {allowed (0/1), used, retry s (text)}
+_CHARGE = """
+local function charge(key, window, limit, cost, member, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local used = redis.call('ZCARD', key)
+  if used + cost > limit then
+    local k = used + cost - limit
+    local row = redis.call('ZRANGE', key, k - 1, k - 1, 'WITHSCORES')
+    local retry = window
+    if row[2] then retry = tonumber(row[2]) + window - now end
+    return {0, used, tostring(retry)}
+  end
+  for i = 1, cost do
+    redis.call('ZADD', key, now, member .. ':' .. i)
+  end
+  redis.call('PEXPIRE', key, math.ceil(window * 1000))
+  return {1, used + cost, '0'}
+end
+"""
+# reserve(backlog, stage-1 list, horizon s, limit, members, now) -> {admitted (0/1), depth
+# before}. The depth is the backlog, or the list's length when that is longer (messages sent to
+# the queue directly, not through the API).
+_RESERVE = """
+local function reserve(backlog, list, horizon, limit, members, now)
+  redis.call('ZREMRANGEBYSCORE', backlog, '-inf', now - horizon)
+  local depth = math.max(redis.call('ZCARD', backlog), redis.call('LLEN', list))
+  if depth + #members > limit then
+    return {0, depth}
+  end
+  for _, member in ipairs(members) do
+    redis.call('ZADD', backlog, now, member)
+  end
+  return {1, depth}
+end
+"""
+_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local window = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local used = redis.call('ZCARD', KEYS[1])
-if used + cost > limit then
-  local k = used + cost - limit
-  local row = redis.call('ZRANGE', KEYS[1], k - 1, k - 1, 'WITHSCORES')
-  local retry = window
-  if row[2] then retry = tonumber(row[2]) + window - now end
-  return {0, used, tostring(retry)}
-end
-for i = 1, cost do
-  redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i)
-end
-redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
-return {1, used + cost, '0'}
 """
+# KEYS: the key's log. ARGV: window s, limit, cost, member id.
+_SLIDING_WINDOW = (
+    _CHARGE
+    + _NOW
+    + """
+return charge(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], now)
+"""
+)
+# KEYS: backlog, stage-1 list, then (with a charge) the key's log. ARGV: horizon s, limit,
+# 'reserve' or 'check', charged (0/1), window s, rate limit, cost, member id, then the members
+# to reserve. 'check' reserves nothing: not admitted when the depth is at the limit already.
+# Returns {admitted, depth, allowed, used, retry}; refused by the rate limit: allowed 0 and
+# nothing reserved.
+_ADMIT = (
+    _CHARGE
+    + _RESERVE
+    + _NOW
+    + """
+local charged = {1, 0, '0'}
+if ARGV[4] == '1' then
+  charged = charge(KEYS[3], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], now)
+  if charged[1] == 0 then return {0, -1, 0, charged[2], charged[3]} end
+end
+local limit = tonumber(ARGV[2])
+local result
+if ARGV[3] == 'check' then
+  local depth = math.max(redis.call('ZCARD', KEYS[1]), redis.call('LLEN', KEYS[2]))
+  result = {depth < limit and 1 or 0, depth}
+else
+  local members = {}
+  for i = 9, #ARGV do members[#members + 1] = ARGV[i] end
+  result = reserve(KEYS[1], KEYS[2], tonumber(ARGV[1]), limit, members, now)
+end
+return {result[1], result[2], 1, charged[2], charged[3]}
+"""
+)
 
 
 def redis_client(url: str) -> Any:
@@ -99,45 +160,57 @@ class RateLimiter:
 
     def hit(self, key_id: int | str, *, limit: int, cost: int = 1) -> None:
         """Count ``cost`` units for ``key_id``; raise ``TooManyRequests`` when over ``limit``."""
-        if cost > limit:
-            raise TooManyRequests(
-                f"this request counts {cost} images but the key's limit is {limit} per "
-                f"{self.window_s:g} s; send smaller batches",
-                retry_after=math.ceil(self.window_s),
-            )
+        self.check_cost(limit=limit, cost=cost)
         try:
             allowed, used, retry = self._script(
-                keys=[f"{self.namespace}:{key_id}"],
+                keys=[self.key_for(key_id)],
                 args=[self.window_s, limit, cost, uuid.uuid4().hex],
             )
         except Exception as exc:  # redis.RedisError and connection trouble: fail open
             log.warning("rate limiter unavailable, letting the request through: %s", exc)
             return
         if not int(allowed):
+            raise self.refusal(used=int(used), retry=float(retry), limit=limit)
+
+    def key_for(self, key_id: int | str) -> str:
+        return f"{self.namespace}:{key_id}"
+
+    def check_cost(self, *, limit: int, cost: int) -> None:
+        """A request that could never fit the limit is refused without counting."""
+        if cost > limit:
             raise TooManyRequests(
-                f"rate limit exceeded: {int(used)} requests in the last {self.window_s:g} s; "
-                f"the limit is {limit}",
-                retry_after=max(1, math.ceil(float(retry))),
+                f"this request counts {cost} images but the key's limit is {limit} per "
+                f"{self.window_s:g} s; send smaller batches",
+                retry_after=math.ceil(self.window_s),
             )
 
+    def refusal(self, *, used: int, retry: float, limit: int) -> TooManyRequests:
+        return TooManyRequests(
+            f"rate limit exceeded: {used} requests in the last {self.window_s:g} s; "
+            f"the limit is {limit}",
+            retry_after=max(1, math.ceil(retry)),
+        )
 
-# KEYS: backlog, stage-1 list. ARGV: horizon s, limit, count, reservation id.
-# Returns {admitted (0/1), depth before}. The depth is the backlog, or the list's length when
-# that is longer (messages sent to the queue directly, not through the API).
-_RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
-local depth = math.max(redis.call('ZCARD', KEYS[1]), redis.call('LLEN', KEYS[2]))
-local n = tonumber(ARGV[3])
-if depth + n > tonumber(ARGV[2]) then
-  return {0, depth}
-end
-for i = 1, n do
-  redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i)
-end
-return {1, depth}
-"""
+
+@dataclass(frozen=True)
+class Charge:
+    """A request's rate-limit charge, made in the same round trip as its backlog check or
+    reservation (``Backlog.check``, ``Backlog.reserve``)."""
+
+    limiter: RateLimiter
+    key_id: int | str
+    limit: int
+    cost: int = 1
+
+    NONE: ClassVar[tuple[list[str], list[Any]]] = ([], [0, 0, 0, 0, ""])  # no charge
+
+    def args(self) -> tuple[list[str], list[Any]]:
+        """The admission script's charge: its extra key, and its arguments."""
+        if self.cost <= 0:
+            return Charge.NONE
+        self.limiter.check_cost(limit=self.limit, cost=self.cost)
+        key = self.limiter.key_for(self.key_id)
+        return [key], [1, self.limiter.window_s, self.limit, self.cost, uuid.uuid4().hex]
 
 
 class Backlog:
@@ -157,7 +230,7 @@ class Backlog:
         self.queue = queue
         self.key = key
         self.horizon_s = horizon_s
-        self._reserve = client.register_script(_RESERVE)
+        self._admit = client.register_script(_ADMIT)
         self._held = threading.local()  # this request's reservation entries (one per thread)
 
     def depth(self) -> int:
@@ -171,43 +244,70 @@ class Backlog:
             return 0
         return max(int(backlog), int(listed))
 
-    def check(self) -> None:
-        """Refuse at once when the backlog is full (before a request body is read)."""
-        depth = self.depth()
-        if depth >= self.max_depth:
-            raise self._full(depth)
+    def check(self, charge: Charge | None = None) -> None:
+        """Refuse at once when the backlog is full (before a request body is read); with
+        ``charge``, the rate limit is charged first in the same round trip (429 over it)."""
+        if charge is None:
+            depth = self.depth()
+            if depth >= self.max_depth:
+                raise self._full(depth)
+            return
+        self._call(charge, "check", [])
 
     @contextmanager
-    def reserve(self, count: int) -> Iterator[None]:
-        """Room for ``count`` images for the length of a request (this thread), or
-        ``ServiceUnavailable``. The ids it hands to stage 1 go to ``track``, which swaps them
-        for reservation entries; what is left of the reservation ends with the block."""
+    def reserve(
+        self, count: int = 0, *, ids: Sequence[str] = (), charge: Charge | None = None
+    ) -> Iterator[None]:
+        """Room for ``count`` images, or for one image per id of ``ids`` (the ids the
+        request's submissions will have), for the length of a request (this thread), or
+        ``ServiceUnavailable``; with ``charge``, the rate limit is charged first in the same
+        round trip (``TooManyRequests`` over it, and then nothing is reserved). The ids handed
+        to stage 1 go to ``track``; what is left of the reservation ends with the block."""
         token = f"reserved:{uuid.uuid4().hex}"
-        try:
-            admitted, depth = self._reserve(
-                keys=[self.key, self.queue], args=[self.horizon_s, self.max_depth, count, token]
-            )
-        except Exception as exc:  # Redis trouble: fail open, the enqueue still needs the broker
-            log.warning("backlog unavailable, not applying backpressure: %s", exc)
+        members = list(ids) or [f"{token}:{i}" for i in range(1, count + 1)]
+        if not self._call(charge, "reserve", members):
             yield
             return
-        if not int(admitted):
-            raise self._full(int(depth))
-        self._held.entries = [f"{token}:{i}" for i in range(1, count + 1)]
+        self._held.entries = members
         try:
             yield
         finally:
             left, self._held.entries = self._held.entries, []
             self._forget(left)
 
+    def _call(self, charge: Charge | None, mode: str, members: list[str]) -> bool:
+        """One admission call: charge, then reserve ``members`` (``mode`` 'reserve') or check
+        the depth ('check'). Raises the refusal; False when Redis could not be asked (fail
+        open)."""
+        keys, charged = charge.args() if charge is not None else Charge.NONE
+        try:
+            admitted, depth, allowed, used, retry = self._admit(
+                keys=[self.key, self.queue, *keys],
+                args=[self.horizon_s, self.max_depth, mode, *charged, *members],
+            )
+        except Exception as exc:  # Redis trouble: fail open, the enqueue still needs the broker
+            log.warning("backlog unavailable, not applying backpressure: %s", exc)
+            return False
+        if not int(allowed):
+            assert charge is not None
+            raise charge.limiter.refusal(used=int(used), retry=float(retry), limit=charge.limit)
+        if not int(admitted):
+            raise self._full(int(depth))
+        return True
+
     def track(self, ids: Iterable[str]) -> None:
-        """``ids`` were sent to stage 1: they count until their batch is written. They take the
+        """``ids`` were sent to stage 1: they count until their batch is written. Ids reserved
+        under their own names already are their entries (no round trip); any others take the
         place of this thread's reservation entries in one transaction, so the backlog never
         shows a request twice (or not at all)."""
         ids = list(ids)
+        held: list[str] = getattr(self._held, "entries", [])
+        named = set(ids).intersection(held)  # kept: no longer this request's to forget
+        held = [h for h in held if h not in named]
+        ids = [i for i in ids if i not in named]
+        self._held.entries = held
         if not ids:
             return
-        held: list[str] = getattr(self._held, "entries", [])
         swap, self._held.entries = held[: len(ids)], held[len(ids) :]
         try:
             pipe = self.client.pipeline(transaction=True)

@@ -1,11 +1,12 @@
-"""Bulk writes of ORM rows: one statement per shape of change, not one per row."""
+"""Writes of ORM rows without the unit of work: one statement per shape of change, not one per
+row, and new rows inserted through Core."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import inspect, update
+from sqlalchemy import insert, inspect, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -33,3 +34,20 @@ def flush_by_shape(session: Session, rows: Sequence[Any]) -> None:
     for row, changed in written:
         for key, value in changed.items():
             set_committed_value(row, key, value)
+
+
+def insert_new(session: Session, row: Any) -> None:
+    """INSERT ``row``, a new ORM object, in one Core statement; it stays transient (outside the
+    session), so nothing writes it again.
+
+    Why: the unit of work's flush of one upload's two rows cost more CPU than the statements
+    themselves (measured on the API: about a fifth of a millisecond an upload on SQLite, a
+    millisecond on PostgreSQL). Column defaults apply as for any insert; only attributes set on
+    ``row`` are sent."""
+    state = inspect(row)
+    values = {
+        prop.columns[0].key: state.dict[prop.key]
+        for prop in state.mapper.column_attrs
+        if prop.key in state.dict
+    }
+    session.execute(insert(state.mapper.local_table), values)

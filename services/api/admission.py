@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
 
 from flask import current_app
 
-from cascade.ratelimit import Backlog, RateLimiter, redis_for
+from cascade.ratelimit import Backlog, Charge, RateLimiter, redis_for
 from services.web import context
 
 _EXTENSION = "cascade_admission"
@@ -17,7 +17,10 @@ _EXTENSION = "cascade_admission"
 
 @dataclass
 class Admission:
-    """``None`` parts are off: the broker is not Redis (e.g. RabbitMQ) or there is no broker."""
+    """``None`` parts are off: the broker is not Redis (e.g. RabbitMQ) or there is no broker.
+
+    An upload's charge goes into the same Redis call as its backlog check or reservation
+    (``cascade.ratelimit.Charge``): one round trip where there were three."""
 
     limiter: RateLimiter | None
     backlog: Backlog | None
@@ -26,22 +29,37 @@ class Admission:
         if self.limiter is not None and cost > 0:
             self.limiter.hit(key_id, limit=limit, cost=cost)
 
-    def check_queue(self) -> None:
-        """Refuse at once when the stage-1 backlog is full (before the body is read)."""
-        if self.backlog is not None:
-            self.backlog.check()
+    def check_queue(self, key_id: int, *, limit: int, cost: int = 1) -> None:
+        """Charge ``cost`` to the key (429 over its limit), then refuse at once when the
+        stage-1 backlog is full (503; before the body is read)."""
+        if self.backlog is None:
+            self.charge(key_id, limit=limit, cost=cost)
+            return
+        self.backlog.check(self._charge(key_id, limit, cost))
 
     @contextmanager
-    def reserve(self, count: int) -> Iterator[None]:
-        """Room in the stage-1 backlog for ``count`` images during the request (atomic across
-        API processes), or a 503 with Retry-After."""
-        with self.backlog.reserve(count) if self.backlog is not None else nullcontext():
+    def reserve(
+        self, ids: Sequence[str], *, key_id: int, limit: int, cost: int = 0
+    ) -> Iterator[None]:
+        """Charge ``cost`` to the key, then room in the stage-1 backlog for ``ids`` (the ids
+        the request's submissions will have) during the request, atomic across API processes:
+        429 or 503 with Retry-After otherwise."""
+        if self.backlog is None:
+            self.charge(key_id, limit=limit, cost=cost)
+            yield
+            return
+        with self.backlog.reserve(ids=ids, charge=self._charge(key_id, limit, cost)):
             yield
 
     def track(self, ids: Iterable[str]) -> None:
         """``ids`` went to stage 1: they count in the backlog until stage 1 has written them."""
         if self.backlog is not None:
             self.backlog.track(ids)
+
+    def _charge(self, key_id: int, limit: int, cost: int) -> Charge | None:
+        if self.limiter is None or cost <= 0:
+            return None
+        return Charge(self.limiter, key_id, limit, cost)
 
 
 def admission() -> Admission:

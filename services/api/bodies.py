@@ -43,12 +43,19 @@ class UploadRequest:
         return f"{self.idempotency_key}:{index}" if self.batch else self.idempotency_key
 
 
+def is_raw_upload() -> bool:
+    """Whether the request's body is one image's bytes: known before the body is read, so the
+    upload's admission can reserve its one place at once."""
+    mimetype = request.mimetype
+    return mimetype.startswith("image/") or mimetype in RAW_TYPES
+
+
 def read_upload_request(settings: Settings) -> UploadRequest:
     """Parse the current request; raises 415/400/413 with a message that says what to send."""
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
         return _read_multipart(settings)
-    if mimetype.startswith("image/") or mimetype in RAW_TYPES:
+    if is_raw_upload():
         return _read_raw(settings)
     if not mimetype:
         raise UnsupportedMediaType(f"missing Content-Type; send {ACCEPTED}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Response, g, jsonify, request
@@ -25,13 +26,13 @@ from cascade.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
-from cascade.intake import Accepted, accept
+from cascade.intake import Accepted, accept, new_submission_id
 from cascade.metrics import CACHE_HITS, REJECTED, SUBMISSIONS
 from cascade.netguard import check_callback_url
 from services.api import bp
 from services.api.admission import admission
-from services.api.auth import require_api_key
-from services.api.bodies import UploadRequest, read_upload_request
+from services.api.auth import require_api_key, require_api_key_for_upload
+from services.api.bodies import UploadRequest, is_raw_upload, read_upload_request
 from services.web import context, db, dispatcher, rejected_response
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,10 @@ def enqueue(submission_ids: list[str]) -> None:
 Outcome = Accepted | CascadeError  # one item's answer from intake
 
 
-def accept_all(ctx: Context, req: UploadRequest) -> list[Outcome]:
-    """Every item of the request through intake, in one transaction (one commit per request).
+def accept_all(ctx: Context, req: UploadRequest, ids: Sequence[str]) -> list[Outcome]:
+    """Every item of the request through intake, in one transaction (one commit per request);
+    a new submission of item ``i`` gets id ``ids[i]`` (the id its backlog place was reserved
+    under).
 
     A refused item (a 4xx) has written nothing, so it rides along without harm. Two requests
     with the same Idempotency-Key (or the same new image) can both pass the look-ups and then
@@ -120,7 +123,7 @@ def accept_all(ctx: Context, req: UploadRequest) -> list[Outcome]:
     session = db()
     for attempt in (1, 2):
         try:
-            outcomes = [_accept_item(ctx, req, i) for i in range(len(req.items))]
+            outcomes = [_accept_item(ctx, req, i, ids[i]) for i in range(len(req.items))]
             session.commit()
             return outcomes
         except IntegrityError:
@@ -130,7 +133,7 @@ def accept_all(ctx: Context, req: UploadRequest) -> list[Outcome]:
     raise AssertionError("unreachable")
 
 
-def _accept_item(ctx: Context, req: UploadRequest, index: int) -> Outcome:
+def _accept_item(ctx: Context, req: UploadRequest, index: int, submission_id: str) -> Outcome:
     item = req.items[index]
     if item.refused is not None:
         return item.refused
@@ -142,6 +145,7 @@ def _accept_item(ctx: Context, req: UploadRequest, index: int) -> Outcome:
             data=item.data,
             idempotency_key=req.item_key(index),
             callback_url=req.callback_url,
+            submission_id=submission_id,
         )
     except CascadeError as exc:  # raised before intake wrote anything for this item
         return exc
@@ -190,18 +194,28 @@ def _batch_item(req: UploadRequest, index: int, outcome: Outcome) -> dict[str, A
 
 
 @bp.post("/images")
-@require_api_key
+@require_api_key_for_upload
 def submit_images() -> tuple[Response, int]:
+    """Admission is one Redis round trip for a raw body (charge and reserve its one place before
+    the body is read); two for multipart, whose count is known only once it is parsed (charge
+    one and refuse a full backlog at once, then charge the rest and reserve them all)."""
+    gate, key = admission(), {"key_id": g.api_key_id, "limit": g.rate_limit_per_minute}
+    if is_raw_upload():
+        ids = [new_submission_id()]
+        with gate.reserve(ids, cost=1, **key):  # atomic across API processes: no overshoot
+            return _submit(read_upload_request(context().settings), ids)
+    gate.check_queue(cost=1, **key)
+    req = read_upload_request(context().settings)
+    ids = [new_submission_id() for _ in req.items]
+    with gate.reserve(ids, cost=len(ids) - 1, **key):
+        return _submit(req, ids)
+
+
+def _submit(req: UploadRequest, ids: list[str]) -> tuple[Response, int]:
     ctx = context()
-    gate = admission()
-    gate.check_queue()
-    req = read_upload_request(ctx.settings)
     if req.callback_url:  # once for the whole request, before any image is stored
         check_callback_url(req.callback_url, allow_private=ctx.settings.callback_allow_private)
-    if req.batch:
-        gate.charge(g.api_key_id, limit=g.rate_limit_per_minute, cost=len(req.items) - 1)
-    with gate.reserve(len(req.items)):  # atomic across API processes: no overshoot
-        outcomes = dispatch_accepted(accept_all(ctx, req))
+    outcomes = dispatch_accepted(accept_all(ctx, req, ids))
     if req.batch:
         items = [_batch_item(req, i, o) for i, o in enumerate(outcomes)]
         return jsonify({"items": items}), 207

@@ -147,7 +147,9 @@ def keys_list(ctx: click.Context) -> None:
 @click.argument("prefix")
 @click.pass_context
 def keys_revoke(ctx: click.Context, prefix: str) -> None:
-    """Revoke the key(s) with PREFIX (the part after ``csk_``); takes effect at once."""
+    """Revoke the key(s) with PREFIX (the part after ``csk_``). Running API processes refuse it
+    within CASCADE_API_KEY_CACHE_S seconds (5 by default: they trust a key seen valid that
+    long)."""
     from cascade.apikeys import revoke_key
     from cascade.context import Context
     from cascade.db.session import session_scope

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import redis
+from flask import Flask
 from flask.testing import FlaskClient
 
 from cascade import queues
 from cascade.context import Context
 from cascade.errors import ServiceUnavailable, TooManyRequests
-from cascade.ratelimit import Backlog, RateLimiter, redis_client
+from cascade.ratelimit import BACKLOG_KEY, Backlog, Charge, RateLimiter, redis_client
+from services.api.admission import Admission, admission
 from tests.api.conftest import issue_key, stage1_messages
 
 pytestmark = pytest.mark.integration
@@ -192,3 +196,111 @@ def test_public_callback_url_is_stored(
     with api_context.sessions() as session:
         sub = session.get(Submission, r.json["id"])
         assert sub is not None and sub.callback_url == url
+
+
+@contextmanager
+def _round_trips(app: Flask) -> Iterator[list[str]]:
+    """What the app's admission client sends to Redis, one entry per round trip."""
+    with app.app_context():
+        gate: Admission = admission()
+    assert gate.backlog is not None
+    client: Any = gate.backlog.client
+    seen: list[str] = []
+    execute, pipeline = client.execute_command, client.pipeline
+
+    def command(*args: Any, **kwargs: Any) -> Any:
+        seen.append(str(args[0]))
+        return execute(*args, **kwargs)
+
+    def counted_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = pipeline(*args, **kwargs)
+        run = pipe.execute
+
+        def once(*a: Any, **k: Any) -> Any:
+            seen.append("pipeline")
+            return run(*a, **k)
+
+        pipe.execute = once
+        return pipe
+
+    client.execute_command, client.pipeline = command, counted_pipeline
+    try:
+        yield seen
+    finally:
+        client.execute_command, client.pipeline = execute, pipeline
+
+
+def test_a_single_upload_is_admitted_in_one_round_trip(
+    api: FlaskClient,
+    api_app: Flask,
+    auth: dict[str, str],
+    make_image: MakeImage,
+    redis_client: redis.Redis,
+) -> None:
+    """Rate limit and backlog place in one script, the place reserved under the submission's
+    own id: handing it to stage 1 costs no second round trip, and no placeholder is left."""
+    with _round_trips(api_app) as sent:
+        r = api.post("/v1/images", data=make_image(), headers=auth, content_type="image/png")
+    assert r.status_code == 202
+    assert sent == ["EVALSHA"], sent
+    assert [m.decode() for m in redis_client.zrange(BACKLOG_KEY, 0, -1)] == [r.json["id"]]
+    with _round_trips(api_app) as sent:  # a batch: its count is known once the body is read
+        r = api.post(
+            "/v1/images",
+            data={"images": [(io.BytesIO(make_image()), f"{i}.png") for i in range(2)]},
+            headers=auth,
+        )
+    assert r.status_code == 207
+    assert sent == ["EVALSHA", "EVALSHA"], sent
+    assert redis_client.zcard(BACKLOG_KEY) == 3
+
+
+def test_what_does_not_go_to_stage_1_leaves_no_place_behind(
+    api: FlaskClient, api_context: Context, make_image: MakeImage, redis_client: redis.Redis
+) -> None:
+    """A replay, a refused image and a rate-limited request hold no place in the backlog."""
+    issued = issue_key(api_context, "few", rate_limit=3)
+    headers = {"X-API-Key": issued.key, "Idempotency-Key": "once"}
+    first = api.post("/v1/images", data=make_image(), headers=headers, content_type="image/png")
+    assert first.status_code == 202
+    img = make_image()
+    again = api.post("/v1/images", data=img, headers=headers, content_type="image/png")
+    assert again.status_code == 409  # the key was used with another image
+    bad = api.post(
+        "/v1/images", data=b"junk", headers={"X-API-Key": issued.key}, content_type="image/png"
+    )
+    assert bad.status_code == 422
+    refused = api.post(
+        "/v1/images", data=img, headers={"X-API-Key": issued.key}, content_type="image/png"
+    )
+    assert refused.status_code == 429
+    assert [m.decode() for m in redis_client.zrange(BACKLOG_KEY, 0, -1)] == [first.json["id"]]
+
+
+def test_charge_and_reservation_in_one_call_keep_their_order(redis_client: redis.Redis) -> None:
+    """Over the rate limit: 429 and nothing reserved; backlog full: 503, and the request was
+    charged (as when they were two calls); ids reserved under their names are tracked free."""
+    limiter = RateLimiter(redis_client, namespace="test:rl1")
+    gate = Backlog(redis_client, max_depth=2, key="test:backlog1", queue="test:queue1")
+    with gate.reserve(ids=["a"], charge=Charge(limiter, "k", limit=2)):
+        gate.track(["a"])
+    assert [m.decode() for m in redis_client.zrange("test:backlog1", 0, -1)] == ["a"]
+    with (
+        pytest.raises(ServiceUnavailable),
+        gate.reserve(ids=["b", "c"], charge=Charge(limiter, "k", limit=2)),
+    ):
+        pass
+    assert redis_client.zcard("test:rl1:k") == 2  # charged all the same
+    with (
+        pytest.raises(TooManyRequests),
+        gate.reserve(ids=["d"], charge=Charge(limiter, "k", limit=2)),
+    ):
+        pass
+    assert gate.depth() == 1  # nothing reserved over the rate limit
+    with pytest.raises(TooManyRequests, match="smaller batches"):
+        gate.check(Charge(limiter, "other", limit=2, cost=3))
+    gate.check(Charge(limiter, "other", limit=2))  # room for one more: not refused
+    redis_client.rpush("test:queue1", b"x", b"y")
+    with pytest.raises(ServiceUnavailable):
+        gate.check(Charge(limiter, "other", limit=2))
+    assert redis_client.zcard("test:rl1:other") == 2

@@ -7,13 +7,23 @@ from collections.abc import Callable
 
 import pytest
 from click.testing import CliRunner
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
-from cascade.apikeys import create_key, hash_key, revoke_key, split_key, verify_key
+from cascade.apikeys import (
+    KeyCache,
+    KeyIdentity,
+    create_key,
+    hash_key,
+    revoke_key,
+    split_key,
+    verify_key,
+)
 from cascade.config import Settings
 from cascade.context import Context
 from cascade.db.schema import ApiKey, Tenant
+from services.api.auth import KEY_CACHE_EXTENSION
 
 pytestmark = pytest.mark.integration
 
@@ -50,9 +60,25 @@ def test_verify_and_revoke(context: Context) -> None:
         assert revoke_key(session, prefix=a.prefix) == 0
 
 
-def test_revoked_key_is_refused_by_the_api(
-    api: FlaskClient, api_context: Context, make_image: Callable[..., bytes]
+class Clock:
+    """A clock the test moves by hand (no sleeping, no timing)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_revoked_key_is_refused_by_the_api_within_the_cache_time(
+    api: FlaskClient, api_app: Flask, api_context: Context, make_image: Callable[..., bytes]
 ) -> None:
+    """The API trusts a key it found valid for ``api_key_cache_s`` seconds: a revoked key still
+    gets in until then (the documented price of not looking it up each request), never after."""
+    ttl = api_context.settings.api_key_cache_s
+    assert ttl > 0
+    clock = Clock()
+    api_app.extensions[KEY_CACHE_EXTENSION] = KeyCache(ttl, clock=clock)
     with api_context.sessions() as session:
         issued = create_key(session, tenant_name="acme")
         session.commit()
@@ -61,9 +87,49 @@ def test_revoked_key_is_refused_by_the_api(
     with api_context.sessions() as session:
         revoke_key(session, prefix=issued.prefix)
         session.commit()
+    clock.now += ttl * 0.99
+    assert api.get("/v1/images/none", headers=headers).status_code == 404  # still cached
+    clock.now += ttl * 0.02
     r = api.post("/v1/images", data=make_image(), headers=headers, content_type="image/png")
     assert r.status_code == 401
     assert r.json["error"]["message"] == "invalid or revoked API key"
+    clock.now -= ttl  # refused keys are not cached: the clock does not bring it back
+    assert api.get("/v1/images/none", headers=headers).status_code == 401
+
+
+def test_without_the_key_cache_a_revoked_key_is_refused_at_once(
+    api_settings: Settings, make_image: Callable[..., bytes]
+) -> None:
+    from services.app import create_app
+
+    ctx = Context.from_settings(api_settings.model_copy(update={"api_key_cache_s": 0.0}))
+    api = create_app(context=ctx).test_client()
+    with ctx.sessions() as session:
+        issued = create_key(session, tenant_name="acme")
+        session.commit()
+    headers = {"Authorization": f"Bearer {issued.key}"}
+    assert api.get("/v1/images/none", headers=headers).status_code == 404
+    with ctx.sessions() as session:
+        revoke_key(session, prefix=issued.prefix)
+        session.commit()
+    assert api.get("/v1/images/none", headers=headers).status_code == 401
+    ctx.close()
+
+
+def test_key_cache_keeps_valid_keys_only_and_stays_bounded(context: Context) -> None:
+    clock = Clock()
+    cache = KeyCache(5.0, max_entries=2, clock=clock)
+    with context.sessions() as session:
+        keys = [create_key(session, tenant_name="acme", rate_limit_per_minute=7) for _ in range(3)]
+        session.commit()
+        found = cache.verify(session, keys[0].key)
+        assert found == KeyIdentity(keys[0].api_key_id, keys[0].tenant_id, 7)
+        assert cache.verify(session, keys[0].key + "x") is None
+        for issued in keys:
+            assert cache.verify(session, issued.key) is not None
+        assert len(cache._entries) == 2  # the oldest left to make room
+        assert hash_key(keys[0].key) not in cache._entries
+        assert all(issued.key not in repr(cache._entries) for issued in keys)  # hashes only
 
 
 def test_keys_never_reach_the_logs(

@@ -188,7 +188,6 @@ def test_concurrent_duplicate_idempotency_key_returns_the_winner(
 ) -> None:
     """A twin request commits between our replay look-up and our insert: we answer its row."""
     from sqlalchemy import event
-    from sqlalchemy.orm import Session
 
     from cascade.intake import accept
 
@@ -201,10 +200,10 @@ def test_concurrent_duplicate_idempotency_key_returns_the_winner(
     winner: list[str] = []
     fired: list[bool] = []
 
-    def twin_commits_first(session: Session, *_: object) -> None:
-        if fired or not any(isinstance(o, Submission) for o in session.new):
+    def twin_commits_first(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if fired or not statement.lstrip().upper().startswith("INSERT INTO SUBMISSIONS"):
             return
-        fired.append(True)  # before the twin's own flush comes through here
+        fired.append(True)  # before the twin's own insert comes through here
         with api_context.sessions() as other:
             accepted = accept(
                 api_context, other, tenant_id=key.tenant_id, data=img, idempotency_key="race"
@@ -212,7 +211,7 @@ def test_concurrent_duplicate_idempotency_key_returns_the_winner(
             winner.append(accepted.submission.id)
             other.commit()
 
-    event.listen(api_context.sessions, "before_flush", twin_commits_first)
+    event.listen(api_context.engine, "before_cursor_execute", twin_commits_first)
     try:
         r = api.post(
             "/v1/images",
@@ -221,7 +220,7 @@ def test_concurrent_duplicate_idempotency_key_returns_the_winner(
             content_type="image/png",
         )
     finally:
-        event.remove(api_context.sessions, "before_flush", twin_commits_first)
+        event.remove(api_context.engine, "before_cursor_execute", twin_commits_first)
     assert r.status_code == 200, r.json
     assert winner and r.json["id"] == winner[0]
     with api_context.sessions() as session:

@@ -13,7 +13,9 @@
 
   function $(id) { return document.getElementById(id); }
   function money(x, digits) { return x == null ? "–" : "$" + x.toFixed(digits); }
-  function pct(x) { return x == null ? "–" : (100 * x).toFixed(1) + "%"; }
+  // One percentage formatter (a second function of the same name would replace this one
+  // everywhere: declarations are hoisted). Tiles use one decimal; the quality panel asks more.
+  function pct(x, digits = 1) { return x == null ? "–" : (100 * x).toFixed(digits) + "%"; }
   function secs(x) {
     if (x == null) { return "–"; }
     if (x < 1) { return (1000 * x).toFixed(0) + " ms"; }
@@ -195,7 +197,6 @@
     });
   }
 
-  function pct(x, digits) { return x == null ? "–" : (100 * x).toFixed(digits) + " %"; }
 
   function renderQuality(d) {
     var rows = [], c = d.certificate, o = d.ood;
