@@ -4,9 +4,10 @@
 ring with a diagonal cross ("X") inside. Everything else is ``allow``. Look-alikes appear in both
 classes: far ones whose *colour* differs (the X-ring in blue, a green ring), close ones that
 differ only in *shape* (the red ring with an upright cross "+", an empty red ring, a bare red X,
-the X-ring in orange). Backgrounds are muted gradients with colourful clutter (some of it red,
-but never small and round: a small red round blob is always a sign), noise and blur; files are
-JPEG or PNG, 96-640 px, some RGBA, some EXIF-rotated.
+the X-ring in orange). Backgrounds are muted gradients with colourful clutter, noise and blur;
+the clutter is never red, pink or magenta (saturated red belongs to signs, as most uploads hold
+nothing that looks like the symbol: "nothing like it here" is what a screener must be able to
+see). Files are JPEG or PNG, 96-640 px, some RGBA, some EXIF-rotated.
 
 **Why three bands.** A cascade pays only where most traffic is easy for a small, low-resolution
 screener, a minority needs a bigger, higher-resolution model, and a small tail needs a person.
@@ -17,7 +18,7 @@ squeezes every image to a square, so a cue of fraction ``f`` spans at least ``f 
 an ``S``-pixel model input.
 
 - ``easy`` — decidable at 64 px. Harmful: the emblem at 20-45 % (>= 13 px at 64 px, where the
-  stroke angle is plain), opacity 60-100 %, sometimes a quarter covered from one side. Benign: no
+  stroke angle is plain), opacity 80-100 %, sometimes a quarter covered from one side. Benign: no
   sign at all, far look-alikes at any size (colour survives any downscale), close look-alikes
   only at that large size. It exists because most uploads are plainly fine, and a screener's
   main job is to allow them confidently.
@@ -27,7 +28,8 @@ an ``S``-pixel model input.
   the X's diagonals are visible. It exists because some harmful content is small, and telling
   it from the benign sign next to it takes resolution and capacity the screener lacks.
 - ``ambiguous`` — decidable at no resolution. A red ring-sign whose inside is covered by a
-  sticker: the X-ring (harmful) or the "+"/empty ring (benign) underneath, drawn from one and
+  sticker (never paper-white, so it cannot pass for an empty ring; stickers appear nowhere
+  else): the X-ring (harmful) or the "+"/empty ring (benign) underneath, drawn from one and
   the same distribution, so no model can do better than the band's base rate. It exists because
   real queues have content only context can settle; a good model says "unsure" (a score near
   its training base rate, here 0.5), never a confident wrong answer.
@@ -58,7 +60,7 @@ from PIL import Image, ImageFilter
 
 from models.synthetic_draw import background, place_sign
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 BANDS = ("easy", "medium", "ambiguous")
 SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 # label (harmful?) -> band -> share of that label's images
@@ -77,6 +79,7 @@ FAR = {"blue_x_ring": 0.55, "green_ring": 0.45}
 MEDIUM_BENIGN = {"plus_ring": 0.7, "empty_ring": 0.15, "orange_x_ring": 0.15}
 COVERED_BENIGN = {"plus_ring": 0.7, "empty_ring": 0.3}
 LARGE, SMALL, ANY = (0.2, 0.45), (0.075, 0.115), (0.06, 0.45)
+EASY_OPACITY = (0.8, 1.0)  # faint signs are hard ones; the easy band's contrast is the backdrop's
 MIN_PER_WORKER = 200  # fewer images than this per process: not worth starting a pool
 _EXIF_ROTATIONS = {
     3: Image.Transpose.ROTATE_180,
@@ -98,9 +101,9 @@ def _pick(rng: np.random.Generator, shares: Mapping[str, float]) -> str:
 
 def _distractor(rng: np.random.Generator, img: Image.Image) -> dict[str, Any]:
     """A look-alike that does not change the band: far ones at any size, close ones large."""
-    if rng.random() < 0.6:
-        return place_sign(rng, img, _pick(rng, FAR), ANY, covered=rng.random() < 0.1)
-    return place_sign(rng, img, _pick(rng, CLOSE), LARGE, occlusion_p=0.25)
+    if rng.random() < 0.8:
+        return place_sign(rng, img, _pick(rng, FAR), ANY, opacity=EASY_OPACITY)
+    return place_sign(rng, img, _pick(rng, CLOSE), LARGE, opacity=EASY_OPACITY, occlusion_p=0.25)
 
 
 def _draw_band(
@@ -111,9 +114,9 @@ def _draw_band(
     if band == "easy":
         if harmful:
             cues.append(
-                place_sign(rng, img, "x_ring", LARGE, opacity=(0.55, 1.0), occlusion_p=0.25)
+                place_sign(rng, img, "x_ring", LARGE, opacity=EASY_OPACITY, occlusion_p=0.25)
             )
-        extra = int(rng.choice([0, 1, 2], p=[0.4, 0.4, 0.2] if harmful else [0.25, 0.45, 0.3]))
+        extra = int(rng.choice([0, 1, 2], p=[0.4, 0.4, 0.2] if harmful else [0.35, 0.45, 0.2]))
     elif band == "medium":
         kind = "x_ring" if harmful else _pick(rng, MEDIUM_BENIGN)
         cues.append(place_sign(rng, img, kind, SMALL, opacity=(0.75, 1.0), occlusion_p=0.1,

@@ -32,6 +32,17 @@ def _random_color(rng: np.random.Generator) -> tuple[int, int, int]:
     return r, g, b
 
 
+def clutter_color(rng: np.random.Generator) -> tuple[int, int, int]:
+    """Any colour but a saturated red, pink or magenta: those belong to signs, so that
+    "nothing sign-like here" is something a screener can see at 64 px."""
+    while True:
+        r, g, b = _random_color(rng)
+        top, low = max(r, g, b), min(r, g, b)
+        saturated = top > 60 and (top - low) / top > 0.3
+        if not (saturated and r == top and (g - b < 0.25 * (top - low) or b > g)):
+            return r, g, b
+
+
 def sticker_color(rng: np.random.Generator) -> tuple[int, int, int]:
     """A random colour at least 150 (RGB distance) from the white paper of a sign, so that a
     covered sign never passes for an empty ring (which would make it look benign)."""
@@ -42,7 +53,7 @@ def sticker_color(rng: np.random.Generator) -> tuple[int, int, int]:
 
 
 def background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
-    """A muted gradient with clutter (rectangles, ellipses, lines; some red) and noise."""
+    """A muted gradient with clutter (rectangles, ellipses, lines; never red) and noise."""
     a, b = (int(rng.integers(40, 220)) + rng.integers(-40, 41, 3) for _ in range(2))
     t = (
         np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :, None]
@@ -55,15 +66,11 @@ def background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     img = Image.fromarray(np.clip(grad, 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(3, 12))):
-        red = rng.random() < 0.15
         x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
-        # Red clutter is big and square or straight (a roof, a stripe): a small red round blob
-        # is always a sign, so "nothing sign-like here" is something a screener can be sure of.
-        least = max(w, h) // 6 if red else 4
-        x1 = x0 + int(rng.integers(least, max(least + 1, w // 2)))
-        y1 = y0 + int(rng.integers(least, max(least + 1, h // 2)))
-        fill = jitter(rng, RED, 40) if red else _random_color(rng)
-        kind = rng.choice([0, 2]) if red else rng.integers(0, 3)
+        x1 = x0 + int(rng.integers(4, max(5, w // 2)))
+        y1 = y0 + int(rng.integers(4, max(5, h // 2)))
+        fill = clutter_color(rng)
+        kind = rng.integers(0, 3)
         if kind == 0:
             draw.rectangle((x0, y0, x1, y1), fill=fill)
         elif kind == 1:
