@@ -76,6 +76,24 @@ def deliver(ctx: Context, submission_id: str) -> bool:
         allow_redirects=False,
     )  # fmt: skip
     response.raise_for_status()
+    try:
+        record_delivery(ctx, submission_id, decision)
+    except Exception as exc:  # the database went away between the POST and its record
+        raise DeliveredNotRecorded(decision) from exc
+    return True
+
+
+class DeliveredNotRecorded(Exception):
+    """The POST succeeded but could not be recorded: retry the record only, never the POST
+    (a database blip would otherwise call the receiver twice)."""
+
+    def __init__(self, decision: str) -> None:
+        super().__init__(f"callback delivered ({decision}) but not recorded")
+        self.decision = decision
+
+
+def record_delivery(ctx: Context, submission_id: str, decision: str) -> None:
+    """Mark ``decision``'s callback as delivered (a later, different decision is news again)."""
     with ctx.sessions() as session:
         session.execute(
             update(Submission)
@@ -83,4 +101,3 @@ def deliver(ctx: Context, submission_id: str) -> bool:
             .values(callback_sent_at=utcnow(), callback_attempts=Submission.callback_attempts + 1)
         )
         session.commit()
-    return True

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from celery import Celery, Task, shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from celery_batches import Batches
 
 from cascade import maintenance
@@ -151,14 +152,27 @@ def requeue(stage: int, ids: list[str]) -> None:
     name=CALLBACK_TASK, base=CallbackTask, autoretry_for=(Exception,), retry_backoff=2,
     retry_backoff_max=600, retry_jitter=True,
 )  # fmt: skip
-def callback(submission_id: str) -> None:
-    """POST one decision to the upload service's callback URL."""
-    from cascade.callbacks import deliver
+def callback(submission_id: str, delivered: str | None = None) -> None:
+    """POST one decision to the upload service's callback URL. ``delivered``: that decision
+    was POSTed already and only its record is owed (retried without calling again)."""
+    from cascade.callbacks import DeliveredNotRecorded, deliver, record_delivery
 
+    ctx = callback.runtime.ctx
     try:
-        deliver(callback.runtime.ctx, submission_id)
+        if delivered is not None:
+            record_delivery(ctx, submission_id, delivered)
+        else:
+            deliver(ctx, submission_id)
     except CascadeError as exc:  # refused for good (e.g. the URL now resolves privately)
         log.warning("callback for %s not sent: %s", submission_id, exc.message)
+    except DeliveredNotRecorded as exc:  # backoff as the POST's own retries (2, 4, 8 ... s)
+        countdown = get_exponential_backoff_interval(
+            factor=2, retries=callback.request.retries, maximum=600, full_jitter=False
+        )
+        raise callback.retry(
+            args=(submission_id,), kwargs={"delivered": exc.decision}, exc=exc,
+            countdown=countdown,
+        ) from exc  # fmt: skip
 
 
 @shared_task(name=REQUEUE_STALE_TASK, base=RuntimeTask)
