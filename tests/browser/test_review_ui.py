@@ -42,6 +42,12 @@ def _login(browser, base: str, name: str):  # type: ignore[no-untyped-def]
     with page.expect_navigation():
         page.keyboard.press("Enter")
     assert page.url == f"{base}/review/"
+    # The queue page's autofocused "Start labelling" button (when there is work) takes the
+    # focus some time after the navigation: an Enter pressed before that goes nowhere.
+    page.wait_for_function(
+        "() => { const b = document.querySelector('[autofocus]');"
+        " return !b || document.activeElement === b; }"
+    )
     return page
 
 

@@ -29,14 +29,15 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from cascade.apikeys import create_key
-from cascade.blobs import sha256_hex
+from cascade.blobs import BlobStore, sha256_hex
 from cascade.client import CascadeClient
 from cascade.config import Settings
 from cascade.context import Context
-from cascade.db.schema import FINAL_STATES, ReviewItem, Submission
+from cascade.db.schema import FINAL_STATES, Image, ReviewItem, Submission
 from cascade.dispatch import Dispatcher
 from cascade.errors import CascadeError
 from cascade.intake import accept
+from cascade.metrics import REVIEW_REASONS
 from services.embedded import free_port
 from services.grafana.dashboard import build_dashboard, expressions
 from services.stack import Stack
@@ -197,8 +198,13 @@ def _submit_broken_blob(ctx: Context, tenant_id: int, blobs: Path) -> str:
     with ctx.sessions() as session:
         sub = accept(ctx, session, tenant_id=tenant_id, data=png_bytes(1000), rng=random.Random())
         session.commit()
-        sid, key = sub.submission.id, sub.submission.image.blob_key
-    (blobs / key).write_bytes(b"these bytes are no longer a PNG")
+        sid = sub.submission.id
+        key = session.get(Image, sub.submission.image_sha256).blob_key  # type: ignore[union-attr]
+    # Both copies rot: the stage's derivative (what the worker reads) and the original (what it
+    # falls back to when the derivative is unreadable).
+    for rotten in (key, BlobStore.derivative_key_for(sub.submission.image_sha256)):
+        (blobs / rotten).parent.mkdir(parents=True, exist_ok=True)
+        (blobs / rotten).write_bytes(b"these bytes are no longer an image")
     Dispatcher(ctx.settings).stage1(sid)
     return sid
 
@@ -325,7 +331,10 @@ def _check_counts(ctx: Context, base: str, ids: list[str]) -> None:
     waiting = _counts(ctx, ReviewItem.reason, ReviewItem.state == "pending")
     expected = {
         "sum by (reason) (cascade_review_items_total)": reviews,
-        "max by (reason) (cascade_review_backlog)": {r: waiting.get(r, 0.0) for r in reviews},
+        # The gauge has a series for every known reason, waiting or not.
+        "max by (reason) (cascade_review_backlog)": {
+            r: waiting.get(r, 0.0) for r in REVIEW_REASONS
+        },
         "sum by (label) (cascade_labels_total)": {"block": 1.0},
         "sum by (stage) (cascade_image_errors_total)": {"stage1": 1.0},
         "sum(cascade_cache_hits_total)": {"": 1.0},
