@@ -41,6 +41,7 @@ from models.calibrate import calibration_report, expected_calibration_error, fit
 from models.data import Split, augment, cache_splits, load_split
 from models.engines.base import block_probability
 from models.preprocess import PreprocessConfig, normalize
+from models.progress import Progress
 from models.quality import assess, bucket_table, max_confident_error_rate
 from models.registry import StageSpec, create_model, preprocess_config_for
 from models.synthetic import dataset_fingerprint
@@ -75,13 +76,17 @@ def predict_logits(model: nn.Module, inputs: np.ndarray, batch_size: int = 256) 
 
 def _run_epoch(model, opt, sched, train: Split, spec, cfg, order, rng, bar_on) -> float:  # type: ignore[no-untyped-def]
     import torch
-    from tqdm import tqdm
 
     model.train()
     batches = [order[i : i + spec.batch_size] for i in range(0, len(order), spec.batch_size)]
     losses = []
-    bar = tqdm(batches, desc=f"stage{spec.stage} train", leave=False, disable=not bar_on)
-    for idx in bar:
+    # A bar on a terminal, a plain line every few seconds in a log (models.progress).
+    bar = (
+        Progress(total=len(batches), desc=f"stage{spec.stage} train", unit="batch")
+        if bar_on
+        else None
+    )
+    for idx in batches:
         x = torch.from_numpy(normalize(augment(train.pixels[idx], rng), cfg))
         y = torch.from_numpy(train.labels[idx])
         loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -91,7 +96,10 @@ def _run_epoch(model, opt, sched, train: Split, spec, cfg, order, rng, bar_on) -
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
     return float(np.mean(losses))
 
 
