@@ -73,6 +73,7 @@ def _markdown(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
             f"found {sum(near['found'])}/{len(near['found'])} "
             f"(target {TARGETS['near_duplicate_lookup_ms']:.0f}: "
             f"{_ok(v['near_duplicate_lookup_ms'])})",
+            *_load(r),
             "",
         ]
     lines += [
@@ -87,6 +88,14 @@ def _markdown(meta: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _load(r: dict[str, Any]) -> list[str]:
+    load = r.get("load_average")
+    if not load:
+        return []
+    before, after = (" / ".join(f"{x:.1f}" for x in load[k]) for k in ("before", "after"))
+    return [f"- load average (1 / 5 / 15 min) {before} before measuring, {after} after"]
 
 
 def _waiting(r: dict[str, Any]) -> str:
