@@ -54,7 +54,9 @@ def payload(sub: Submission) -> dict[str, Any]:
 def deliver(ctx: Context, submission_id: str) -> bool:
     """POST the decision if it has not been delivered yet. Returns True when it was sent now.
 
-    Raises on a failed delivery so the Celery task retries it with backoff.
+    Each attempt is claimed first (``callback_attempts`` moves on only if nobody else moved it
+    since it was read), so copies of one message running together POST once. Raises on a
+    failed delivery so the Celery task retries it with backoff.
     """
     with ctx.sessions() as session:
         sub = session.get(Submission, submission_id)
@@ -65,6 +67,22 @@ def deliver(ctx: Context, submission_id: str) -> bool:
         check_callback_url(sub.callback_url, allow_private=ctx.settings.callback_allow_private)
         body = json.dumps(payload(sub), separators=(",", ":")).encode()
         decision, url = sub.decision, sub.callback_url
+        # Claim this attempt: of two copies of one message that read the row together (Redis
+        # hands a message out again once it is held past the visibility timeout), one POSTs.
+        claim = session.execute(
+            update(Submission)
+            .where(
+                Submission.id == submission_id,
+                Submission.decision == decision,
+                Submission.callback_sent_at.is_(None),
+                Submission.callback_attempts == sub.callback_attempts,
+            )
+            .values(callback_attempts=sub.callback_attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        if claim.rowcount != 1:  # type: ignore[attr-defined]
+            return False
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "cascade-callback/1",
@@ -98,6 +116,6 @@ def record_delivery(ctx: Context, submission_id: str, decision: str) -> None:
         session.execute(
             update(Submission)
             .where(Submission.id == submission_id, Submission.decision == decision)
-            .values(callback_sent_at=utcnow(), callback_attempts=Submission.callback_attempts + 1)
+            .values(callback_sent_at=utcnow())  # (the attempt was counted by its claim)
         )
         session.commit()

@@ -15,6 +15,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from celery_batches import Batches
 
 from cascade import maintenance
+from cascade.config import Settings
 from cascade.errors import CascadeError
 from cascade.runtime import WorkerRuntime, process_runtime, settings_of
 from cascade.tasknames import (
@@ -148,31 +149,40 @@ def requeue(stage: int, ids: list[str]) -> None:
     requeue.runtime.dispatcher.requeue(stage, ids)
 
 
-@shared_task(
-    name=CALLBACK_TASK, base=CallbackTask, autoretry_for=(Exception,), retry_backoff=2,
-    retry_backoff_max=600, retry_jitter=True,
-)  # fmt: skip
+def retry_countdown(settings: Settings, retries: int) -> float:
+    """Exponential backoff with full jitter (up to 2, 4, 8 ... s), never past half the broker's
+    visibility timeout: Redis hands a message out again once it is held unacknowledged that
+    long, so a retry waiting out a longer countdown in the worker ran twice at the same moment
+    (a duplicated callback in the soak's PostgreSQL restart: 15 s against 10 s)."""
+    cap = max(1, min(600, settings.broker_visibility_timeout_s // 2))
+    return float(
+        get_exponential_backoff_interval(factor=2, retries=retries, maximum=cap, full_jitter=True)
+    )
+
+
+@shared_task(name=CALLBACK_TASK, base=CallbackTask)
 def callback(submission_id: str, delivered: str | None = None) -> None:
-    """POST one decision to the upload service's callback URL. ``delivered``: that decision
-    was POSTed already and only its record is owed (retried without calling again)."""
+    """POST one decision to the upload service's callback URL, retried with backoff
+    (``retry_countdown``). ``delivered``: that decision was POSTed already and only its record
+    is owed (retried without calling again)."""
     from cascade.callbacks import DeliveredNotRecorded, deliver, record_delivery
 
-    ctx = callback.runtime.ctx
+    runtime = callback.runtime
+    countdown = retry_countdown(runtime.settings, callback.request.retries)
     try:
         if delivered is not None:
-            record_delivery(ctx, submission_id, delivered)
+            record_delivery(runtime.ctx, submission_id, delivered)
         else:
-            deliver(ctx, submission_id)
+            deliver(runtime.ctx, submission_id)
     except CascadeError as exc:  # refused for good (e.g. the URL now resolves privately)
         log.warning("callback for %s not sent: %s", submission_id, exc.message)
-    except DeliveredNotRecorded as exc:  # backoff as the POST's own retries (2, 4, 8 ... s)
-        countdown = get_exponential_backoff_interval(
-            factor=2, retries=callback.request.retries, maximum=600, full_jitter=False
-        )
+    except DeliveredNotRecorded as exc:
         raise callback.retry(
             args=(submission_id,), kwargs={"delivered": exc.decision}, exc=exc,
             countdown=countdown,
         ) from exc  # fmt: skip
+    except Exception as exc:  # the receiver or the database failed: the whole delivery again
+        raise callback.retry(exc=exc, countdown=countdown) from exc
 
 
 @shared_task(name=REQUEUE_STALE_TASK, base=RuntimeTask)
