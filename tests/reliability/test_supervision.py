@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,12 +61,14 @@ def _restart_and_drain(up: UpProcess, ctx: Context, accepted: list[str]) -> None
 
 
 @pytest.fixture
-def up(settings, tiny_models, tmp_path) -> UpProcess:
+def up(settings, tiny_models, tmp_path) -> Iterator[UpProcess]:
     ctx = Context.from_settings(settings)
     activate(ctx, 1, t1_lo=0.5, t1_hi=0.5, t2_lo=0.5, t2_hi=0.5)  # stage 1 decides everything
     ctx.close()
     env = up_env(settings, tmp_path / "var", tiny_models)
-    return UpProcess(env, tmp_path / "up.log").start()
+    process = UpProcess(env, tmp_path / "up.log").start()
+    yield process
+    process.kill_if_running()  # a failed test leaves no stack behind
 
 
 @pytest.mark.integration
@@ -98,6 +101,32 @@ def test_sigkill_of_cascade_up_takes_every_child_down_and_loses_nothing(up, api_
     wait_all_gone(children, 120)
     assert nobody_listens(up.port, redis_port)
     _restart_and_drain(up, context, accepted)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGHUP], ids=["sigint_to_a_background_job", "sighup"]
+)
+def test_sigint_and_sighup_stop_every_child(signum, settings, tiny_models, tmp_path):
+    """Ctrl-C's SIGINT even when ``cascade up`` runs as a background job (started with SIGINT
+    ignored, as ``&`` does: unhandled, it would be ignored for good) and a terminal's SIGHUP:
+    ``cascade up`` exits 0 having stopped every child, and no port is left held."""
+    ctx = Context.from_settings(settings)
+    activate(ctx, 1, t1_lo=0.5, t1_hi=0.5, t2_lo=0.5, t2_hi=0.5)
+    ctx.close()
+    env = up_env(settings, tmp_path / "var", tiny_models)
+    up = UpProcess(env, tmp_path / "up.log", ignore_sigint=True).start()
+    try:
+        children, redis_port = up.descendants(), up.redis_port()
+        assert children, "cascade up started no child: the test would test nothing"
+        up.signal(signum)
+        assert up.wait() == 0, up.log_path.read_text()[-3000:]
+        assert not alive(children), alive(children)
+        assert nobody_listens(up.port, redis_port)
+    finally:
+        up.kill_if_running()
 
 
 # -- the order of a stop, with stand-in children ---------------------------------------------

@@ -3,6 +3,7 @@ supervisor runs it, with what the tests need to see of it: its children, its por
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -50,6 +51,7 @@ class UpProcess:
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    ignore_sigint: bool = False  # as a shell starts a background job (`cascade up &`)
 
     @property
     def url(self) -> str:
@@ -61,6 +63,7 @@ class UpProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", "up", "--port", str(self.port)],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                preexec_fn=_ignore_sigint if self.ignore_sigint else None,
             )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -96,6 +99,22 @@ class UpProcess:
     def wait(self, timeout_s: float = 180) -> int:
         assert self.process is not None
         return self.process.wait(timeout=timeout_s)
+
+    def kill_if_running(self) -> None:
+        """After a failed test: SIGKILL a ``cascade up`` still running and its descendants."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        procs = [psutil.Process(self.pid), *self.descendants()]
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        self.process.wait(timeout=60)
+        psutil.wait_procs(procs, timeout=60)
+
+
+def _ignore_sigint() -> None:
+    """In the child before exec: SIGINT ignored, which exec keeps (what ``&`` does)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def alive(procs: list[psutil.Process]) -> list[str]:
