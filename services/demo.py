@@ -24,11 +24,21 @@ from cascade.apikeys import create_key
 from cascade.config import Settings
 from cascade.context import Context
 from cascade.cost import compute_dollars
-from cascade.db.schema import PENDING_STATES, BatchRecord, Label, Role, Submission, User, utcnow
+from cascade.db.schema import (
+    PENDING_STATES,
+    BatchRecord,
+    Label,
+    ReviewItem,
+    ReviewState,
+    Role,
+    Submission,
+    User,
+    utcnow,
+)
 from cascade.db.session import session_scope
 from cascade.dispatch import Dispatcher
 from cascade.policy import ALLOW_CODE, BLOCK_CODE, REVIEW_CODE, ThresholdSet, route_arrays
-from cascade.review import claim_next, record_label
+from cascade.review import claim_next, record_label, resolve_conflict
 from cascade.thresholds import load_active
 from models.progress import Progress
 from services.auth import hash_password
@@ -91,19 +101,23 @@ def wait_for_cascade(ctx: Context, ids: list[str], *, timeout_s: float = 600) ->
 def play_moderators(
     ctx: Context, dispatcher: Dispatcher, truth: dict[str, bool], *, accuracy: float, seed: int
 ) -> int:
-    """Two simulated moderators label the queue from the ground truth (with some mistakes)."""
+    """Two simulated moderators label the queue from the ground truth (with some mistakes);
+    a simulated admin then rules on the items where they disagreed. Without the rulings an
+    item stays in ``conflict``, and the audit window the retune may trust ends at the oldest
+    such item (a few conflicts in a round cut its audit sample to a fraction)."""
     rng = random.Random(seed)
     with session_scope(ctx.sessions) as session:
         users = []
-        for name in ("demo-mod-1", "demo-mod-2"):
+        for name, role in (("demo-mod-1", Role.MODERATOR), ("demo-mod-2", Role.MODERATOR),
+                           ("demo-supervisor", Role.ADMIN)):  # fmt: skip
             user = session.scalars(select(User).where(User.username == name)).first()
             if user is None:
                 user = User(username=name, password_hash=hash_password(secrets.token_hex(16)),
-                            role=Role.MODERATOR)  # fmt: skip
+                            role=role)  # fmt: skip
                 session.add(user)
             users.append(user)
         session.flush()
-        user_ids = [u.id for u in users]
+        user_ids, admin_id = [u.id for u in users[:2]], users[2].id
     labelled, idle = 0, 0
     callbacks: list[str] = []
     with Progress(total=None, desc="moderators", unit="label") as bar:
@@ -124,8 +138,30 @@ def play_moderators(
                         callbacks.append(outcome.submission_id)
                     labelled += 1
                     bar.update()
+    for item_id, submission_id in conflicts(ctx):
+        if submission_id not in truth:  # not this round's: not ours to rule on
+            continue
+        harmful = truth[submission_id]
+        label = "block" if harmful == (rng.random() < accuracy) else "allow"
+        with session_scope(ctx.sessions) as session:
+            outcome = resolve_conflict(session, item_id=item_id, admin_id=admin_id, label=label,
+                                       settings=ctx.settings, note="demo ruling")  # fmt: skip
+        if outcome.callback_due:
+            callbacks.append(outcome.submission_id)
+        labelled += 1
     dispatcher.follow_up(callbacks=callbacks)
     return labelled
+
+
+def conflicts(ctx: Context) -> list[tuple[int, str]]:
+    """Review items waiting for an admin's ruling: (item id, submission id)."""
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(ReviewItem.id, ReviewItem.submission_id)
+            .where(ReviewItem.state == ReviewState.CONFLICT)
+            .order_by(ReviewItem.id)
+        ).all()
+    return [(int(i), str(s)) for i, s in rows]
 
 
 def round_dollars(

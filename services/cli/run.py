@@ -131,8 +131,8 @@ def _require_models(model_dir: os.PathLike[str]) -> None:
 @click.option("--audit-rate", type=float, default=0.3, show_default=True,
               help="Share of all images audited (runs every stage and goes to a moderator).")  # fmt: skip
 @click.option("--alpha", type=float, default=0.01, show_default=True,
-              help="Per-image miss-rate bound for the retune: 20 %% of the default prevalence, "
-                   "looser than the 5 %% `cascade bench cascade` checks on 20,000 images, "
+              help="Per-image miss-rate bound for the retune: 20 % of the default prevalence, "
+                   "looser than the 5 % `cascade bench cascade` checks on 20,000 images, "
                    "because one demo round audits about a thousand.")  # fmt: skip
 @click.option("--moderator-accuracy", type=float, default=0.98, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)

@@ -1,17 +1,21 @@
 """The demo's round summary: routes from the stored scores under the thresholds in force (an
 audit labels an image, it does not decide it), and intervals that say what a round's size
-allows."""
+allows; the simulated admin's rulings on the moderators' disagreements."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from cascade.db.schema import ReviewState
 from cascade.policy import ALLOW_CODE, BLOCK_CODE, REVIEW_CODE, ThresholdSet
-from services.demo import automatic_routes, share_interval
+from cascade.review import claim_next, record_label
+from services.demo import automatic_routes, conflicts, play_moderators, share_interval
+from tests.review.factories import item_row, make_item, make_user
 
 
 def test_routes_come_from_the_scores_and_the_thresholds_in_force() -> None:
@@ -44,3 +48,35 @@ def test_share_interval_is_clopper_pearson(k: int, n: int) -> None:
 def test_a_larger_round_gives_a_narrower_interval() -> None:
     widths = [np.subtract(*share_interval(n // 20, n)[::-1]) for n in (400, 3000)]
     assert widths[1] < widths[0] / 2
+
+
+class _NoDispatch:
+    def __init__(self) -> None:
+        self.callbacks: list[str] = []
+
+    def follow_up(self, *, callbacks: list[str]) -> None:
+        self.callbacks += callbacks
+
+
+def _disagree(ctx: Any, seed: int) -> tuple[int, str]:
+    """An audit item two moderators labelled differently: it waits for an admin."""
+    made = make_item(ctx, seed=seed, reason="audit", labels_required=2)
+    for name, label in ((f"m{seed}a", "allow"), (f"m{seed}b", "block")):
+        uid = make_user(ctx, name)
+        with ctx.sessions() as db:
+            assert claim_next(db, user_id=uid, lease_s=60) is not None
+            outcome = record_label(db, item_id=made.item_id, user_id=uid, label=label,
+                                   settings=ctx.settings)  # fmt: skip
+            db.commit()
+    assert outcome.state == ReviewState.CONFLICT
+    return made.item_id, made.submission_id
+
+
+def test_the_demo_rules_on_its_rounds_conflicts_and_only_those(context: Any) -> None:
+    """Unruled conflicts would end the audit window the retune trusts at the oldest of them."""
+    ours, other = _disagree(context, 1), _disagree(context, 2)
+    play_moderators(context, _NoDispatch(), {ours[1]: True}, accuracy=1.0, seed=0)  # type: ignore[arg-type]
+    assert item_row(context, ours[0]).state == ReviewState.DONE
+    assert item_row(context, ours[0]).final_label == "block"  # the truth, at accuracy 1
+    assert item_row(context, other[0]).state == ReviewState.CONFLICT  # another round's
+    assert conflicts(context) == [other]
