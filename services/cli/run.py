@@ -121,8 +121,9 @@ def _require_models(model_dir: os.PathLike[str]) -> None:
 
 
 @click.command()
-@click.option("--images", type=int, default=3000, show_default=True,
-              help="Synthetic uploads before the retune (its audit labels certify the retune).")  # fmt: skip
+@click.option("--images", type=int, default=8000, show_default=True,
+              help="Synthetic uploads before the retune (its audit labels certify the retune: "
+                   "at alpha 0.01 a useful set needs about 1,600 of them).")  # fmt: skip
 @click.option("--after-images", type=int, default=3000, show_default=True,
               help="Synthetic uploads after the retune (0: skip the second round); large enough "
                    "that its shares have intervals of about a percentage point.")  # fmt: skip
@@ -135,12 +136,17 @@ def _require_models(model_dir: os.PathLike[str]) -> None:
                    "looser than the 5 % `cascade bench cascade` checks on 20,000 images, "
                    "because one demo round audits about a thousand.")  # fmt: skip
 @click.option("--moderator-accuracy", type=float, default=0.98, show_default=True)
+@click.option("--double-label-rate", type=float, default=1.0, show_default=True,
+              help="Share of review items two moderators label (a disagreement goes to an "
+                   "admin). One moderator's 2 % of mistakes on 95 % benign traffic would make a "
+                   "quarter of the 'harmful' audit labels wrong, and the certificate counts "
+                   "each as a miss.")  # fmt: skip
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--keep-running/--exit", default=None,
               help="Keep the app running after the summary (default: only in a terminal).")  # fmt: skip
 def demo(
     images: int, after_images: int, harmful_rate: float, audit_rate: float, alpha: float,
-    moderator_accuracy: float, seed: int, keep_running: bool | None,
+    moderator_accuracy: float, double_label_rate: float, seed: int, keep_running: bool | None,
 ) -> None:  # fmt: skip
     """The whole product on synthetic traffic: train (first run) or reuse the demo models,
     start the stack, push images through the HTTP API, play the moderators, retune the
@@ -151,7 +157,9 @@ def demo(
     from services.stack import Stack, supervised
 
     _logging("warning")
-    settings = _settings().model_copy(update={"audit_rate": audit_rate, "alpha": alpha})
+    settings = _settings().model_copy(
+        update={"audit_rate": audit_rate, "alpha": alpha, "double_label_rate": double_label_rate}
+    )
     click.echo(f"[1/4] demo models under {settings.model_dir} (trained on the first run)")
     ensure_demo_models_verbose(settings)
     click.echo("[2/4] starting the stack (Redis, stage workers, beat, web)")
