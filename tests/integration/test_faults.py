@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,17 +64,28 @@ def test_worker_killed_mid_batch_loses_nothing_and_calls_back_once(
     ctx = Context.from_settings(settings)
     activate(ctx, 1, t1_lo=0.0, t1_hi=1.0, t2_lo=0.5, t2_hi=0.5)  # every image runs both stages
     stack = make_stack(settings, web=False, beat=False)
-    ids = submit(ctx, tenant_id, range(400, 460), callback_url=receiver.url)
-
-    def some_batches_done() -> bool:
-        with ctx.sessions() as session:
-            return (session.scalar(select(func.count()).select_from(BatchRecord)) or 0) >= 1
-
-    wait_until(some_batches_done, 60, "the first batch")
     worker = stack.child("worker-stage1-0")
+    ids: list[str] = []
+
+    def batches() -> int:
+        with ctx.sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(BatchRecord)) or 0)
+
+    # Mid-batch, whatever the machine's speed: after a batch of a wave is written, the worker is
+    # frozen (SIGSTOP) and only killed if images are still undecided; a machine fast enough to
+    # finish the wave first gets another wave.
+    for wave in range(10):
+        done = batches()
+        ids += submit(ctx, tenant_id, range(400 + 60 * wave, 460 + 60 * wave),
+                      callback_url=receiver.url)  # fmt: skip
+        wait_until(lambda done=done: batches() > done, 60, "a batch of the wave")
+        os.killpg(worker.process.pid, signal.SIGSTOP)
+        if any(s.state == State.QUEUED for s in states(ctx, ids).values()):
+            break
+        os.killpg(worker.process.pid, signal.SIGCONT)
+    else:
+        raise AssertionError("ten waves finished before the worker could be frozen mid-way")
     stack.kill("worker-stage1-0")  # SIGKILL: its prefetched, unacknowledged messages stay in Redis
-    undecided = [s for s in states(ctx, ids).values() if s.state == State.QUEUED]
-    assert undecided, "the kill came too late to test anything"
     stack.respawn("worker-stage1-0", worker.args)
     # Redis hands unacknowledged messages out again after the visibility timeout (10 s here).
     wait_until(lambda: all_final(ctx, ids), 120, "every accepted image decided after the kill")
