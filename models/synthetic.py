@@ -22,13 +22,15 @@ an ``S``-pixel model input.
   sign at all, far look-alikes at any size (colour survives any downscale), close look-alikes
   only at that large size. It exists because most uploads are plainly fine, and a screener's
   main job is to allow them confidently.
-- ``medium`` — needs stage 2 (128 px). Harmful: the emblem at 7.5-11.5 %; benign: a close
-  look-alike (mostly the "+" ring) at the same size and contrast. At 64 px either is a 5-7 px red
-  ring whose one-pixel inner strokes blur into the same blob; at 128 px it spans 10-15 px and
-  the X's diagonals are visible. It exists because some harmful content is small, and telling
+- ``medium`` — needs stage 2 (128 px). Harmful: the emblem at 9-12.5 %, opacity 85-100 %;
+  benign: a close look-alike (mostly the "+" ring) at the same size and contrast. At 64 px either
+  is a 6-8 px red ring whose one-pixel inner strokes blur into the same blob (a screener can see
+  a sign is there, not which: it must say "unsure"; at 7.5 % and 75 % opacity, world v6, a faint
+  blob could vanish and stage 1 allowed 5.8 % of them with confidence); at 128 px it spans
+  11-16 px and the X's diagonals are visible. It exists because some harmful content is small, and telling
   it from the benign sign next to it takes resolution and capacity the screener lacks.
-- ``ambiguous`` — decidable at no resolution. A red ring-sign whose inside is covered by a
-  sticker (never paper-white, so it cannot pass for an empty ring; stickers appear nowhere
+- ``ambiguous`` — decidable at no resolution. A red ring-sign (20-40 %, large enough that
+  the sticker shows at stage 2's size) whose inside is covered by a sticker (never paper-white, so it cannot pass for an empty ring; stickers appear nowhere
   else): the X-ring (harmful) or the "+"/empty ring (benign) underneath, drawn from one and
   the same distribution, so no model can do better than the band's base rate. It exists because
   real queues have content only context can settle; a good model says "unsure" (a score near
@@ -60,7 +62,7 @@ from PIL import Image, ImageFilter
 
 from models.synthetic_draw import background, place_sign
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 7
 BANDS = ("easy", "medium", "ambiguous")
 SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 # label (harmful?) -> band -> share of that label's images
@@ -78,7 +80,12 @@ CLOSE = {"plus_ring": 0.55, "empty_ring": 0.15, "orange_x_ring": 0.15, "bare_x":
 FAR = {"blue_x_ring": 0.55, "green_ring": 0.45}
 MEDIUM_BENIGN = {"plus_ring": 0.7, "empty_ring": 0.15, "orange_x_ring": 0.15}
 COVERED_BENIGN = {"plus_ring": 0.7, "empty_ring": 0.3}
-LARGE, SMALL, ANY = (0.2, 0.45), (0.075, 0.115), (0.06, 0.45)
+LARGE, SMALL, ANY = (0.2, 0.45), (0.09, 0.125), (0.06, 0.45)
+# A covered sign is drawn large enough that its sticker shows at stage 2's input size: at 10 %
+# of the image (13 px at 128 px) a covered ring passed for a small "+"-ring, the benign sign of
+# the medium band, and stage 2 learnt to call 9 % of covered harmful signs benign with
+# confidence (world v5) where it can only know "unsure".
+COVERED = (0.2, 0.4)
 EASY_OPACITY = (0.8, 1.0)  # faint signs are hard ones; the easy band's contrast is the backdrop's
 MIN_PER_WORKER = 200  # fewer images than this per process: not worth starting a pool
 _EXIF_ROTATIONS = {
@@ -119,12 +126,12 @@ def _draw_band(
         extra = int(rng.choice([0, 1, 2], p=[0.4, 0.4, 0.2] if harmful else [0.35, 0.45, 0.2]))
     elif band == "medium":
         kind = "x_ring" if harmful else _pick(rng, MEDIUM_BENIGN)
-        cues.append(place_sign(rng, img, kind, SMALL, opacity=(0.75, 1.0), occlusion_p=0.1,
+        cues.append(place_sign(rng, img, kind, SMALL, opacity=(0.85, 1.0), occlusion_p=0.1,
                                occlusion=(0.1, 0.2)))  # fmt: skip
         extra = int(rng.choice([0, 1], p=[0.5, 0.5]))
     elif band == "ambiguous":
         kind = "x_ring" if harmful else _pick(rng, COVERED_BENIGN)
-        cues.append(place_sign(rng, img, kind, (0.1, 0.4), opacity=(0.7, 1.0), covered=True))
+        cues.append(place_sign(rng, img, kind, COVERED, opacity=(0.7, 1.0), covered=True))
         extra = int(rng.choice([0, 1], p=[0.5, 0.5]))
     else:
         raise ValueError(f"unknown band {band!r}; choose one of {BANDS}")
