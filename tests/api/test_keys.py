@@ -79,14 +79,7 @@ def test_revoked_key_is_refused_by_the_api_within_the_cache_time(
     assert ttl > 0
     clock = Clock()
     api_app.extensions[KEY_CACHE_EXTENSION] = KeyCache(ttl, clock=clock)
-    with api_context.sessions() as session:
-        issued = create_key(session, tenant_name="acme")
-        session.commit()
-    headers = {"Authorization": f"Bearer {issued.key}"}
-    assert api.get("/v1/images/none", headers=headers).status_code == 404
-    with api_context.sessions() as session:
-        revoke_key(session, prefix=issued.prefix)
-        session.commit()
+    headers = _used_then_revoked(api_context, api)
     clock.now += ttl * 0.99
     assert api.get("/v1/images/none", headers=headers).status_code == 404  # still cached
     clock.now += ttl * 0.02
@@ -97,13 +90,8 @@ def test_revoked_key_is_refused_by_the_api_within_the_cache_time(
     assert api.get("/v1/images/none", headers=headers).status_code == 401
 
 
-def test_without_the_key_cache_a_revoked_key_is_refused_at_once(
-    api_settings: Settings, make_image: Callable[..., bytes]
-) -> None:
-    from services.app import create_app
-
-    ctx = Context.from_settings(api_settings.model_copy(update={"api_key_cache_s": 0.0}))
-    api = create_app(context=ctx).test_client()
+def _used_then_revoked(ctx: Context, api: FlaskClient) -> dict[str, str]:
+    """Issue a key, make one accepted request with it, revoke it; returns its headers."""
     with ctx.sessions() as session:
         issued = create_key(session, tenant_name="acme")
         session.commit()
@@ -112,6 +100,17 @@ def test_without_the_key_cache_a_revoked_key_is_refused_at_once(
     with ctx.sessions() as session:
         revoke_key(session, prefix=issued.prefix)
         session.commit()
+    return headers
+
+
+def test_without_the_key_cache_a_revoked_key_is_refused_at_once(
+    api_settings: Settings, make_image: Callable[..., bytes]
+) -> None:
+    from services.app import create_app
+
+    ctx = Context.from_settings(api_settings.model_copy(update={"api_key_cache_s": 0.0}))
+    api = create_app(context=ctx).test_client()
+    headers = _used_then_revoked(ctx, api)
     assert api.get("/v1/images/none", headers=headers).status_code == 401
     ctx.close()
 
