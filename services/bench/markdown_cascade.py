@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.bench.cascade_summary import TARGETS
+from services.bench.report import table_lines
 
 
 def _fmt(value: Any) -> str:
@@ -27,45 +28,45 @@ def _target(key: str) -> str:
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
-    lines = ["| key | value | target | met |", "|---|---|---|---|"]
-    for key, value in result["summary"].items():
-        met = result["targets"].get(key)
-        lines.append(f"| `{key}` | {_fmt(value)} | {_target(key)} "
-                     f"| {'' if met is None else ('yes' if met else '**no**')} |")  # fmt: skip
-    return lines
+    def met(key: str) -> str:
+        ok = result["targets"].get(key)
+        return "" if ok is None else ("yes" if ok else "**no**")
+
+    return table_lines(
+        ["key", "value", "target", "met"],
+        ([f"`{k}`", _fmt(v), _target(k), met(k)] for k, v in result["summary"].items()),
+    )
 
 
 def band_lines(result: dict[str, Any]) -> list[str]:
-    lines = [
-        "| band | label | n | stage 1 acc | stage 1 mean P | stage 1 conf. wrong | stage 2 acc "
-        "| stage 2 mean P | stage 2 conf. wrong | cascade: stage 1 / stage 2 / human / wrong |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in result["bands"]:
+    def row(r: dict[str, Any]) -> list[str]:
         a, b, c = r["stage1"], r["stage2"], r["cascade"]
-        lines.append(
-            f"| {r['band']} | {r['label']} | {r['n']} | {a['accuracy']:.1%} | {a['mean_score']:.2f} "
-            f"| {a['confident_error_rate']:.1%} | {b['accuracy']:.1%} | {b['mean_score']:.2f} "
-            f"| {b['confident_error_rate']:.1%} | {c['stage1_share']:.1%} / {c['stage2_share']:.1%}"
-            f" / {c['human_share']:.1%} / {c['error_share']:.2%} |"
-        )
-    return lines
+        return [
+            r["band"], r["label"], str(r["n"]),
+            f"{a['accuracy']:.1%}", f"{a['mean_score']:.2f}", f"{a['confident_error_rate']:.1%}",
+            f"{b['accuracy']:.1%}", f"{b['mean_score']:.2f}", f"{b['confident_error_rate']:.1%}",
+            f"{c['stage1_share']:.1%} / {c['stage2_share']:.1%} / {c['human_share']:.1%}"
+            f" / {c['error_share']:.2%}",
+        ]  # fmt: skip
+
+    columns = ["band", "label", "n", "stage 1 acc", "stage 1 mean P", "stage 1 conf. wrong",
+               "stage 2 acc", "stage 2 mean P", "stage 2 conf. wrong",
+               "cascade: stage 1 / stage 2 / human / wrong"]  # fmt: skip
+    return table_lines(columns, (row(r) for r in result["bands"]))
 
 
 def point_lines(result: dict[str, Any]) -> list[str]:
-    lines = [
-        "| policy | alpha | certified | $/image total | $/image compute | miss rate | false blocks "
-        "| stage 1 | stage 2 | humans |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for p in result["points"]:
-        lines.append(
-            f"| {p['policy']} | {p['alpha']:.3g} | {'yes' if p['certified'] else 'FALLBACK'} "
-            f"| {p['cost']:.3g} | {p['compute_cost']:.3g} | {100 * p['miss_rate']:.3f}% "
-            f"| {100 * p['false_block_rate']:.3f}% | {100 * p['stage1_share']:.1f}% "
-            f"| {100 * p['stage2_share']:.1f}% | {100 * p['human_share']:.1f}% |"
-        )
-    return lines
+    def row(p: dict[str, Any]) -> list[str]:
+        return [
+            p["policy"], f"{p['alpha']:.3g}", "yes" if p["certified"] else "FALLBACK",
+            f"{p['cost']:.3g}", f"{p['compute_cost']:.3g}", f"{100 * p['miss_rate']:.3f}%",
+            f"{100 * p['false_block_rate']:.3f}%", f"{100 * p['stage1_share']:.1f}%",
+            f"{100 * p['stage2_share']:.1f}%", f"{100 * p['human_share']:.1f}%",
+        ]  # fmt: skip
+
+    columns = ["policy", "alpha", "certified", "$/image total", "$/image compute", "miss rate",
+               "false blocks", "stage 1", "stage 2", "humans"]  # fmt: skip
+    return table_lines(columns, (row(p) for p in result["points"]))
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ may add keys, never rename or drop one.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,15 @@ def figure(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
     import matplotlib.pyplot as plt
 
     return plt.subplots(*args, **kwargs)
+
+
+def table_lines(columns: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """A markdown table: the header, its rule, one line per row of already formatted cells."""
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
 
 
 def write_report(
