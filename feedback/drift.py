@@ -15,7 +15,10 @@ its threshold:
   conformal test martingale on ``logit s1 + logit s2`` of the harmful images: under "no drift"
   the window's and the new harmful images are exchangeable, so each new one's smoothed rank
   among all earlier ones is an exact, independent uniform p-value (Vovk); betting on it with a
-  mixture of normal-shift likelihood ratios gives a martingale.
+  mixture of normal-shift likelihood ratios gives a martingale. The mixture puts half its
+  weight on the shift that matters (``z`` moved by 0.4: a half-logit drift of both stages moves
+  harmful images' ``z`` by about 0.45 in the demo world) and a quarter each on half and twice
+  that, so smaller and larger drifts are still seen.
 - ``prevalence``: more harmful images than in the window, by the same construction on the
   label (ties broken by a seeded draw).
 - with a false-block bound in force, also ``false_block`` (against ``beta``),
@@ -24,10 +27,24 @@ its threshold:
 The guard tests what the certificates in force claim, nothing else: a drift that can only lower
 both error rates (harmful images scoring higher, say) does not fire it.
 
-By Ville's inequality each e-process crosses ``1/level`` with probability at most ``level``
-ever, however long it is watched. The guard's level is split evenly among its tests, so a false
-alarm over the whole watch has probability at most ``level``. A restart (after a retune or an
-alarm) starts a new watch with its own budget.
+By Ville's inequality an e-process crosses ``1/(share × level)`` with probability at most
+``share × level`` ever, however long it is watched. Each test gets a fixed share of the level
+(``LEVEL_PARTS``, normalised over the tests in force) and fires at ``1/(share × level)``; the
+shares sum to 1, so by the union bound — valid whatever the dependence between the tests — a
+false alarm over the whole watch has probability at most ``level``. A restart (after a retune
+or an alarm) starts a new watch with its own budget.
+
+Why the split is uneven: a score test sees a drift in every label of its class, a rate test
+only in the rare error itself, and a test's threshold grows only with ``log(1/share)``. So each
+score test gets 8 parts and every other test 1: with ``alpha`` alone, 80 % of the level to
+``harmful_scores_down`` and 10 % each to ``miss`` and ``prevalence`` (thresholds 125, 1,000 and
+1,000 at level 0.01, where an even split gave 300 each); with ``beta`` too, 8/19 to each score
+test and 1/19 to each of the other three. Measured on the decisions bench's drift case (harmful
+scores half a logit lower, 1,000 draws over three seeds): within 4,000 new labels the miss test
+never fired, the harmful-score test fired in all draws but one. Why not average the e-processes
+instead: an average is an e-process when all are supermartingales in one filtration, and a
+conformal martingale is one in the filtration of its own p-values, not the data's; the union
+bound needs nothing of the kind.
 """
 
 from __future__ import annotations
@@ -45,6 +62,9 @@ from feedback.sample import AuditSample, FloatArray
 DRIFT_LEVEL = 0.01
 RATE_MULTIPLES = (1.5, 2.0, 3.0, 5.0, 10.0)
 SHIFTS = (0.2, 0.4, 0.8)
+SHIFT_WEIGHTS = (0.25, 0.5, 0.25)  # half on the shift that matters; see the module docstring
+LEVEL_PARTS = {"harmful_scores_down": 8, "benign_scores_up": 8, "miss": 1, "false_block": 1,
+               "prevalence": 1}  # fmt: skip
 
 
 def rate_log_evalues(events: npt.ArrayLike, limit: float) -> FloatArray:
@@ -84,12 +104,16 @@ def conformal_pvalues(
 def shift_log_evalues(pvalues: npt.ArrayLike, direction: int) -> FloatArray:
     """Log e-process betting that p-values are small (``direction=-1``: new values lower) or
     large (``+1``), ``direction=0`` both: a mixture of normal-shift likelihood ratios of
-    ``z = Φ⁻¹(p)``, each ``exp(s·d·z - d²/2)`` with expectation 1 under uniform p."""
+    ``z = Φ⁻¹(p)``, each ``exp(s·d·z - d²/2)`` with expectation 1 under uniform p, weighted by
+    ``SHIFT_WEIGHTS`` (split evenly between the signs): weights summing to 1 keep it a
+    martingale."""
     z = ndtri(np.clip(np.asarray(pvalues, dtype=np.float64), 1e-12, 1 - 1e-12))
     signs = (-1, 1) if direction == 0 else (direction,)
-    bets = [(s, d) for s in signs for d in SHIFTS]
-    logs = np.array([np.cumsum(s * d * z - d * d / 2) for s, d in bets])
-    return np.asarray(logsumexp(logs, axis=0) - np.log(len(bets)), dtype=np.float64)
+    bets = [
+        (s, d, w / len(signs)) for s in signs for d, w in zip(SHIFTS, SHIFT_WEIGHTS, strict=True)
+    ]
+    logs = np.array([np.cumsum(s * d * z - d * d / 2) + np.log(w) for s, d, w in bets])
+    return np.asarray(logsumexp(logs, axis=0), dtype=np.float64)
 
 
 def score_statistic(sample: AuditSample) -> FloatArray:
@@ -189,5 +213,6 @@ def watch(
     # More harmful images means more misses; fewer means more benign ones to block wrongly.
     p_lab = conformal_pvalues(reference.label, new.label, rng)
     tests.append(("prevalence", shift_log_evalues(p_lab, 1 if beta is None else 0), seen))
-    threshold = len(tests) / level
-    return DriftReport([_alarm(n, e, at, threshold) for n, e, at in tests], new.n, level)
+    parts = sum(LEVEL_PARTS[name] for name, _, _ in tests)
+    alarms = [_alarm(name, e, at, parts / (LEVEL_PARTS[name] * level)) for name, e, at in tests]
+    return DriftReport(alarms, new.n, level)

@@ -7,6 +7,7 @@ The core is :mod:`services.bench.decision_quality`; this module runs it, words i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,11 @@ import numpy as np
 
 from cascade.config import get_settings
 from feedback.costs import stage_costs
+from feedback.oracle import WorldTruth
+from feedback.simulate import demo_world
+from feedback.tables import ThresholdGrid
 from models.progress import Progress
-from services.bench.decision_quality import DecisionsConfig, run, targets, total_draws
+from services.bench.decision_quality import DecisionsConfig, drift_case, run, targets, total_draws
 from services.bench.report import figure, write_report
 
 
@@ -32,9 +36,27 @@ def _table(title: str, rows: dict[str, dict[str, dict[str, float]]], fmt: str) -
     return lines
 
 
+def drift_lines(drift: dict[str, Any]) -> list[str]:
+    """The drift case's section: detection with drift, false alarms without."""
+    dd, nd = drift["drift"], drift["no_drift"]
+    return [
+        f"## Drift: harmful scores {drift['shift_logit']} logit on both stages after a window "
+        f"of {drift['window']} audit images (alpha {drift['alpha']}, guard level {drift['level']})",
+        "",
+        f"- with drift: alarm within {drift['labels']} new audit labels in "
+        f"{100 * dd['detected_rate']:.1f} % of {drift['draws']} draws (median "
+        f"{dd['median_labels_to_alarm']} labels; 90 % of draws within "
+        f"{dd['labels_for_90_percent']}); at guard level 0.05: "
+        f"{100 * dd['detected_rate_at_level_0.05']:.1f} %. The active set's true miss rate "
+        f"exceeded alpha in {100 * dd['active_set_violates_rate']:.1f} % of the draws",
+        f"- without drift: false alarms within {drift['labels']} labels in "
+        f"{100 * nd['detected_rate']:.1f} % of draws (at level 0.05: "
+        f"{100 * nd['detected_rate_at_level_0.05']:.1f} %)",
+    ]
+
+
 def markdown(r: dict[str, Any]) -> str:
     cfg, drift, stress = r["config"], r["drift"], r["misses_unpriced"]
-    dd, nd = drift["drift"], drift["no_drift"]
     two = r["two_sided_n=10000"]
     lines = [
         "# Decision quality: the certified threshold set against the true optimum",
@@ -87,18 +109,7 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"- {alpha}: {', '.join(f'{k} {v:.3f}' for k, v in row.items())}")
     lines += [
         "",
-        f"## Drift: harmful scores {drift['shift_logit']} logit on both stages after a window "
-        f"of {drift['window']} audit images (alpha {drift['alpha']}, guard level {drift['level']})",
-        "",
-        f"- with drift: alarm within {drift['labels']} new audit labels in "
-        f"{100 * dd['detected_rate']:.1f} % of {drift['draws']} draws (median "
-        f"{dd['median_labels_to_alarm']} labels; 90 % of draws within "
-        f"{dd['labels_for_90_percent']}); at guard level 0.05: "
-        f"{100 * dd['detected_rate_at_level_0.05']:.1f} %. The active set's true miss rate "
-        f"exceeded alpha in {100 * dd['active_set_violates_rate']:.1f} % of the draws",
-        f"- without drift: false alarms within {drift['labels']} labels in "
-        f"{100 * nd['detected_rate']:.1f} % of draws (at level 0.05: "
-        f"{100 * nd['detected_rate_at_level_0.05']:.1f} %)",
+        *drift_lines(drift),
         "",
         "## Targets (measured, not asserted)",
         "",
@@ -138,10 +149,26 @@ def plot(r: dict[str, Any]) -> Any:
 @click.option("--draws", type=int, default=200, show_default=True, help="Audit draws per cell.")
 @click.option("--drift-draws", type=int, default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def decisions(out: Path, draws: int, drift_draws: int, seed: int) -> None:
+@click.option(
+    "--only",
+    type=click.Choice(["drift"]),
+    default=None,
+    help="Run only this case and print it (a few minutes); writes no report, so "
+    "decisions.json always holds every key.",
+)
+def decisions(out: Path, draws: int, drift_draws: int, seed: int, only: str | None) -> None:
     """Decision quality: cost over the true optimum, violations, fallbacks, drift detection."""
     cfg = DecisionsConfig(draws=draws, drift_draws=drift_draws, seed=seed)
     costs = stage_costs(get_settings())
+    if only == "drift":
+        truth = WorldTruth(demo_world(), ThresholdGrid.default(), costs)
+        with Progress(
+            total=2 * drift_draws, desc="bench decisions --only drift", unit="draws"
+        ) as bar:
+            drift = drift_case(truth, cfg, tick=bar.update)
+        click.echo("\n".join(drift_lines(drift)))
+        click.echo(json.dumps(drift, indent=2))
+        return
     with Progress(total=total_draws(cfg), desc="bench decisions", unit="draws") as bar:
         result = run(costs, cfg, tick=bar.update)
     result["targets"] = targets(result)

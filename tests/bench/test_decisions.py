@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from click.testing import CliRunner
 
 from feedback.costs import StageCosts
 from feedback.oracle import WorldTruth
@@ -9,7 +10,7 @@ from feedback.sample import AuditSample
 from feedback.simulate import demo_world
 from feedback.tables import ThresholdGrid
 from services.bench.decision_quality import DecisionsConfig, bonferroni, run, targets
-from services.bench.decisions import markdown, plot
+from services.bench.decisions import decisions, markdown, plot
 from services.bench.report import write_report
 
 COSTS = StageCosts(stage1=1e-7, stage2=1.2e-6, human=0.05, miss=5.0, false_block=0.5)
@@ -41,3 +42,14 @@ def test_bonferroni_baseline_is_the_old_design() -> None:
     ts = bonferroni(tiny, grid, COSTS, alpha=0.001, delta=0.1)
     assert (ts.t1_lo, ts.t2_lo) == (0.0, 0.0)  # 1,500 images cannot certify 0.1 % at delta/9
     assert truth.of(ts).miss_rate == 0.0
+
+
+def test_only_drift_prints_the_drift_case_and_writes_no_report(tmp_path: Path) -> None:
+    out = CliRunner().invoke(
+        decisions, ["--only", "drift", "--drift-draws", "2", "--out", str(tmp_path)]
+    )
+    assert out.exit_code == 0, out.output
+    assert "## Drift: harmful scores -0.5 logit" in out.output
+    drift = json.loads(out.output[out.output.index("{") :])
+    assert drift["draws"] == 2 and {"drift", "no_drift"} <= set(drift)
+    assert not list(tmp_path.iterdir())  # decisions.json is only ever written whole
