@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 from PIL.Image import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from cascade import derivative, metrics
@@ -118,9 +118,15 @@ class HashedImage(Protocol):
     def phash(self) -> int: ...
 
 
+# Built once: building a statement (and its cache key) cost SQLAlchemy three times what running
+# it on SQLite does (~0.1 ms against ~0.03 ms), on every upload.
+_IMAGES = Image.__table__.c
+_KNOWN_IMAGE = select(_IMAGES.sha256, _IMAGES.phash).where(_IMAGES.sha256 == bindparam("sha"))
+
+
 def _known_image(session: Session, sha: str) -> HashedImage | None:
     """The stored image with these bytes, if any (two columns, no ORM object to load)."""
-    row = session.execute(select(Image.sha256, Image.phash).where(Image.sha256 == sha)).first()
+    row = session.execute(_KNOWN_IMAGE, {"sha": sha}).first()
     return cast(HashedImage, row) if row is not None else None
 
 
