@@ -8,17 +8,18 @@ cost (a miss, a false block) is what the configuration says such an error costs 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, func, insert
 from sqlalchemy.orm import Session
 
 from cascade import metrics
 from cascade.config import Settings
 from cascade.db.schema import BatchRecord, CostLedger, utcnow
-from cascade.rollup import add_cost
+from cascade.rollup import add_cost, add_to_rows
 
 BUCKETS = ("stage1", "stage2", "human", "error")
+_BATCH_ROW = insert(cast(Table, BatchRecord.__table__))
 
 
 def compute_dollars(device_seconds: float, price_per_hour: float) -> float:
@@ -64,18 +65,8 @@ def add_to_ledger(
         "device_seconds": device_seconds,
         "dollars": dollars,
     }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(CostLedger).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["minute", "bucket"],
-        set_={
-            "images": CostLedger.images + stmt.excluded.images,
-            "device_seconds": CostLedger.device_seconds + stmt.excluded.device_seconds,
-            "dollars": CostLedger.dollars + stmt.excluded.dollars,
-        },
-    )
-    session.execute(stmt)
+    add_to_rows(session, CostLedger, keys=["minute", "bucket"],
+                added=["images", "device_seconds", "dollars"], rows=[values])  # fmt: skip
     add_cost(
         session, bucket=bucket, at=at, images=images, device_seconds=device_seconds,
         dollars=dollars,
@@ -97,17 +88,9 @@ def record_batch(
     device = settings.billed_as(stage)
     dollars = compute_dollars(device_seconds, settings.stage_price_per_hour(stage))
     at = at or utcnow()
-    session.add(
-        BatchRecord(
-            stage=stage,
-            device=device,
-            size=size,
-            device_seconds=device_seconds,
-            decode_seconds=decode_seconds,
-            worker=worker,
-            created_at=at,
-        )
-    )
+    row = {"stage": stage, "device": device, "size": size, "device_seconds": device_seconds,
+           "decode_seconds": decode_seconds, "worker": worker, "created_at": at}  # fmt: skip
+    session.execute(_BATCH_ROW, row)  # not through the unit of work: 7 % of a batch's CPU
     add_to_ledger(
         session, bucket=stage, at=at, images=size, device_seconds=device_seconds, dollars=dollars
     )

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from cascade import metrics
@@ -46,6 +47,13 @@ def finalize(
     return bool(sub.callback_url)
 
 
+# Built once (a stage batch runs both): building a statement cost more than running it.
+_REVIEWED = select(ReviewItem.__table__.c.submission_id).where(
+    ReviewItem.__table__.c.submission_id.in_(bindparam("ids", expanding=True))
+)
+_NEW_REVIEWS = insert(cast(Table, ReviewItem.__table__))
+
+
 @dataclass(frozen=True)
 class ReviewRequest:
     """A submission that needs a review item, and why."""
@@ -65,9 +73,7 @@ def open_reviews(
     if not ids:
         return 0
     at = at or utcnow()
-    exists = set(
-        session.scalars(select(ReviewItem.submission_id).where(ReviewItem.submission_id.in_(ids)))
-    )
+    exists = set(session.scalars(_REVIEWED, {"ids": ids}))
     rows: list[dict[str, object]] = []
     for req in requests:
         if req.submission.id in exists:
@@ -88,7 +94,7 @@ def open_reviews(
         if req.reason != ReviewReason.AUDIT:
             req.submission.state = State.REVIEW
     if rows:
-        session.execute(insert(ReviewItem), rows)  # one statement, no ids read back
+        session.execute(_NEW_REVIEWS, rows)  # one statement, no ids read back
     return len(rows)
 
 

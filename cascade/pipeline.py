@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from cascade import metrics, rollup
@@ -40,6 +40,18 @@ from cascade.thresholds import ThresholdCache
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5  # a submission whose batch crashed the worker this often is given up on
+
+# A batch's statements, built once (their cache keys too): building them cost more CPU than
+# SQLite took to run them, every batch.
+_CLAIM = (
+    update(Submission)
+    .where(Submission.id.in_(bindparam("ids", expanding=True)))
+    .values(attempts=Submission.attempts + 1)
+    .returning(Submission)
+)
+_BLOB_KEYS = select(Image.__table__.c.sha256, Image.__table__.c.blob_key).where(
+    Image.__table__.c.sha256.in_(bindparam("shas", expanding=True))
+)
 
 
 class EngineLike(Protocol):
@@ -129,11 +141,7 @@ class StageRunner:
         (poison-image protection: a batch that kills the worker is still counted)."""
         subs = list(
             session.scalars(
-                update(Submission)
-                .where(Submission.id.in_(ids))
-                .values(attempts=Submission.attempts + 1)
-                .returning(Submission),
-                execution_options={"synchronize_session": False},
+                _CLAIM, {"ids": list(ids)}, execution_options={"synchronize_session": False}
             )
         )
         session.commit()
@@ -141,9 +149,8 @@ class StageRunner:
 
     def _blob_keys(self, session: Session, todo: list[Submission]) -> list[str]:
         """The originals' keys of ``todo`` in one read (plain values for the reader threads)."""
-        shas = {s.image_sha256 for s in todo}
-        rows = session.execute(select(Image.sha256, Image.blob_key).where(Image.sha256.in_(shas)))
-        by_sha = {sha: key for sha, key in rows}
+        shas = list({s.image_sha256 for s in todo})
+        by_sha = {sha: key for sha, key in session.execute(_BLOB_KEYS, {"shas": shas})}
         return [by_sha[s.image_sha256] for s in todo]
 
     # -- the batch -------------------------------------------------------------------------
