@@ -36,10 +36,12 @@ an ``S``-pixel model input.
   real queues have content only context can settle; a good model says "unsure" (a score near
   its training base rate, here 0.5), never a confident wrong answer.
 
+Look-alikes are painted before the deciding sign, so none ever hides it (see ``_draw_band``).
+
 **Two mixes.** ``TRAFFIC`` is what uploads look like (band shares per label; with a prevalence
 of a few percent it gives ~85 % easy, ~12 % medium, ~3 % ambiguous images, see
-:func:`band_shares`); ``TRAINING`` over-represents the harder bands and, with a prevalence of
-0.5, gives the balanced classes training wants.
+:func:`band_shares`); ``TRAINING`` over-represents the harder bands and the close look-alikes
+(``CLOSE_SHARES``) and, with a prevalence of 0.5, gives the balanced classes training wants.
 
 Layout written by ``generate_dataset``: ``allow/*.jpg|png``, ``block/*.jpg|png`` (ImageFolder)
 and ``manifest.jsonl`` with one line per image: file, label, split, band, format, cue parameters.
@@ -62,7 +64,7 @@ from PIL import Image, ImageFilter
 
 from models.synthetic_draw import background, place_sign
 
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 8
 BANDS = ("easy", "medium", "ambiguous")
 SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 # label (harmful?) -> band -> share of that label's images
@@ -71,11 +73,19 @@ TRAFFIC: Mix = {
     True: {"easy": 0.5, "medium": 0.3, "ambiguous": 0.2},
     False: {"easy": 0.87, "medium": 0.11, "ambiguous": 0.02},
 }
+# Covered signs are 15 % of each class in training: at 10 %, stage 1 of world 8 spread its scores
+# on them over 0.1-0.67 where the truth is 0.5 for all, and the covered harmful ones it scored
+# lowest were allowed with the plainly benign images.
 TRAINING: Mix = {
-    True: {"easy": 0.6, "medium": 0.3, "ambiguous": 0.1},
-    False: {"easy": 0.7, "medium": 0.2, "ambiguous": 0.1},
+    True: {"easy": 0.55, "medium": 0.3, "ambiguous": 0.15},
+    False: {"easy": 0.65, "medium": 0.2, "ambiguous": 0.15},
 }
 MIXES = {"traffic": TRAFFIC, "training": TRAINING}
+# A look-alike's chance of being a close one (a red sign that differs from the emblem in shape
+# only). Traffic: one in five. Training shows them more often: at one in five, stage 1 of world
+# v7 never learnt to tell a large "+"-ring from the emblem at 64 px (it scored them 0.4-0.6),
+# and every benign image holding one had to go to stage 2.
+CLOSE_SHARES = {"traffic": 0.2, "training": 0.5}
 CLOSE = {"plus_ring": 0.55, "empty_ring": 0.15, "orange_x_ring": 0.15, "bare_x": 0.15}
 FAR = {"blue_x_ring": 0.55, "green_ring": 0.45}
 MEDIUM_BENIGN = {"plus_ring": 0.7, "empty_ring": 0.15, "orange_x_ring": 0.15}
@@ -106,49 +116,54 @@ def _pick(rng: np.random.Generator, shares: Mapping[str, float]) -> str:
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def _distractor(rng: np.random.Generator, img: Image.Image) -> dict[str, Any]:
+def _distractor(rng: np.random.Generator, img: Image.Image, close_share: float) -> dict[str, Any]:
     """A look-alike that does not change the band: far ones at any size, close ones large."""
-    if rng.random() < 0.8:
+    if rng.random() >= close_share:
         return place_sign(rng, img, _pick(rng, FAR), ANY, opacity=EASY_OPACITY)
     return place_sign(rng, img, _pick(rng, CLOSE), LARGE, opacity=EASY_OPACITY, occlusion_p=0.25)
 
 
 def _draw_band(
-    rng: np.random.Generator, img: Image.Image, *, harmful: bool, band: str
-) -> list[dict[str, Any]]:
-    """The band's deciding sign (if any) plus look-alikes; returns their parameters."""
-    cues: list[dict[str, Any]] = []
+    rng: np.random.Generator, img: Image.Image, *, harmful: bool, band: str,
+    close_share: float = CLOSE_SHARES["traffic"],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The band's deciding sign (if any) plus look-alikes; returns their parameters, the
+    deciding sign first. Look-alikes are painted first, the deciding sign over them: a
+    look-alike never hides the cue that decides the label (world v7 painted them on top, and a
+    third of its easy harmful images had the emblem partly under a blue or green ring; stage 1
+    scored some of them 0.01)."""
+    if band not in BANDS:
+        raise ValueError(f"unknown band {band!r}; choose one of {BANDS}")
     if band == "easy":
-        if harmful:
-            cues.append(
-                place_sign(rng, img, "x_ring", LARGE, opacity=EASY_OPACITY, occlusion_p=0.25)
-            )
         extra = int(rng.choice([0, 1, 2], p=[0.4, 0.4, 0.2] if harmful else [0.35, 0.45, 0.2]))
+    else:
+        extra = int(rng.choice([0, 1], p=[0.5, 0.5]))
+    looks = [_distractor(rng, img, close_share) for _ in range(extra)]
+    if band == "easy":
+        if not harmful:
+            return looks
+        deciding = place_sign(rng, img, "x_ring", LARGE, opacity=EASY_OPACITY, occlusion_p=0.25)
     elif band == "medium":
         kind = "x_ring" if harmful else _pick(rng, MEDIUM_BENIGN)
-        cues.append(place_sign(rng, img, kind, SMALL, opacity=(0.85, 1.0), occlusion_p=0.1,
-                               occlusion=(0.1, 0.2)))  # fmt: skip
-        extra = int(rng.choice([0, 1], p=[0.5, 0.5]))
-    elif band == "ambiguous":
-        kind = "x_ring" if harmful else _pick(rng, COVERED_BENIGN)
-        cues.append(place_sign(rng, img, kind, COVERED, opacity=(0.7, 1.0), covered=True))
-        extra = int(rng.choice([0, 1], p=[0.5, 0.5]))
+        deciding = place_sign(rng, img, kind, SMALL, opacity=(0.85, 1.0), occlusion_p=0.1,
+                              occlusion=(0.1, 0.2))  # fmt: skip
     else:
-        raise ValueError(f"unknown band {band!r}; choose one of {BANDS}")
-    cues += [_distractor(rng, img) for _ in range(extra)]
-    return cues
+        kind = "x_ring" if harmful else _pick(rng, COVERED_BENIGN)
+        deciding = place_sign(rng, img, kind, COVERED, opacity=(0.7, 1.0), covered=True)
+    return [deciding, *looks]
 
 
 def render_image(
-    rng: np.random.Generator, *, harmful: bool, band: str | None = None, mix: Mix = TRAFFIC
-) -> tuple[Image.Image, dict[str, Any]]:
+    rng: np.random.Generator, *, harmful: bool, band: str | None = None, mix: Mix = TRAFFIC,
+    close_share: float = CLOSE_SHARES["traffic"],
+) -> tuple[Image.Image, dict[str, Any]]:  # fmt: skip
     """One image (display orientation, RGB) and its parameters; ``band`` drawn from ``mix``
-    for the label unless given."""
+    for the label unless given; ``close_share``: a look-alike's chance of being a close one."""
     band = band or _pick(rng, mix[harmful])
     w = int(rng.integers(96, 641))
     h = int(np.clip(w * rng.uniform(0.6, 1.6), 96, 640))
     img = background(rng, w, h)
-    cues = _draw_band(rng, img, harmful=harmful, band=band)
+    cues = _draw_band(rng, img, harmful=harmful, band=band, close_share=close_share)
     if rng.random() < 0.3:  # scaled to the image, so a small file's small sign survives it
         img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.2, 0.8)) * max(w, h) / 320))
     return img, {"width": w, "height": h, "band": band, "cues": cues}
@@ -181,10 +196,11 @@ def encode_image(rng: np.random.Generator, img: Image.Image) -> tuple[bytes, dic
 
 
 def generate_image(
-    rng: np.random.Generator, *, harmful: bool, band: str | None = None, mix: Mix = TRAFFIC
-) -> tuple[bytes, dict[str, Any]]:
+    rng: np.random.Generator, *, harmful: bool, band: str | None = None, mix: Mix = TRAFFIC,
+    close_share: float = CLOSE_SHARES["traffic"],
+) -> tuple[bytes, dict[str, Any]]:  # fmt: skip
     """One encoded image on demand (demo traffic): bytes and its metadata (label, band, cues)."""
-    img, meta = render_image(rng, harmful=harmful, band=band, mix=mix)
+    img, meta = render_image(rng, harmful=harmful, band=band, mix=mix, close_share=close_share)
     data, fmt = encode_image(rng, img)
     return data, meta | fmt | {"label": "block" if harmful else "allow"}
 
@@ -207,7 +223,8 @@ def _write_range(out: Path, start: int, stop: int, seed: int, prevalence: float,
     for i in range(start, stop):
         rng = np.random.default_rng([seed, i])
         harmful = bool(rng.random() < prevalence)
-        data, meta = generate_image(rng, harmful=harmful, mix=MIXES[mix_name])
+        data, meta = generate_image(rng, harmful=harmful, mix=MIXES[mix_name],
+                                    close_share=CLOSE_SHARES[mix_name])  # fmt: skip
         name = f"{meta['label']}/{i:06d}.{'jpg' if meta['format'] == 'JPEG' else 'png'}"
         (out / name).write_bytes(data)
         row = {"file": name, "split": split or split_of(i, seed)} | meta
@@ -246,8 +263,10 @@ def generate_dataset(
 
 def dataset_info(*, n: int, seed: int, prevalence: float, mix: str, split: str | None) -> dict[str, Any]:  # fmt: skip
     """What ``dataset.json`` records: enough to tell whether a folder holds the wanted set."""
+    shares = {"harmful" if label else "benign": dict(b) for label, b in MIXES[mix].items()}
     return {"generator_version": GENERATOR_VERSION, "n": n, "seed": seed,
-            "prevalence": prevalence, "mix": mix, "split": split}  # fmt: skip
+            "prevalence": prevalence, "mix": mix, "split": split, "mix_shares": shares,
+            "close_share": CLOSE_SHARES[mix]}  # fmt: skip
 
 
 def ensure_dataset(out: Path, **wanted: Any) -> bool:
