@@ -198,15 +198,19 @@ def budget_curve(truth: WorldTruth, alphas: tuple[float, ...]) -> Table:
     }
 
 
+def bench_truth(costs: StageCosts, world: ScoreWorld | None = None) -> WorldTruth:
+    """The benchmark's oracle: ``world`` (default: the demo score world) on the default grid."""
+    return WorldTruth(world or demo_world(), ThresholdGrid.default(), costs)
+
+
 def run(costs: StageCosts, cfg: DecisionsConfig, world: ScoreWorld | None = None,
         tick: Tick | None = None) -> dict[str, object]:  # fmt: skip
     """The whole benchmark as a JSON-ready dict (the report's keys are contracts)."""
     world = world or demo_world()
-    grid = ThresholdGrid.default()
-    truth = WorldTruth(world, grid, costs)
+    truth = bench_truth(costs, world)
     main = cells(truth, cfg, tick)
     previous = cells(truth, cfg, tick, previous=True)
-    unpriced = WorldTruth(world, grid, replace(costs, miss=0.0))
+    unpriced = bench_truth(replace(costs, miss=0.0), world)
     stress = cells(unpriced, cfg, tick) | {
         "cost_when_using_share_of_alpha": budget_curve(unpriced, cfg.alphas)
     }

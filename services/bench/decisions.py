@@ -16,11 +16,15 @@ import numpy as np
 
 from cascade.config import get_settings
 from feedback.costs import stage_costs
-from feedback.oracle import WorldTruth
-from feedback.simulate import demo_world
-from feedback.tables import ThresholdGrid
 from models.progress import Progress
-from services.bench.decision_quality import DecisionsConfig, drift_case, run, targets, total_draws
+from services.bench.decision_quality import (
+    DecisionsConfig,
+    bench_truth,
+    drift_case,
+    run,
+    targets,
+    total_draws,
+)
 from services.bench.report import figure, write_report
 
 
@@ -161,7 +165,7 @@ def decisions(out: Path, draws: int, drift_draws: int, seed: int, only: str | No
     cfg = DecisionsConfig(draws=draws, drift_draws=drift_draws, seed=seed)
     costs = stage_costs(get_settings())
     if only == "drift":
-        truth = WorldTruth(demo_world(), ThresholdGrid.default(), costs)
+        truth = bench_truth(costs)
         with Progress(
             total=2 * drift_draws, desc="bench decisions --only drift", unit="draws"
         ) as bar:
