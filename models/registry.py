@@ -44,10 +44,13 @@ PRESETS: dict[str, dict[int, StageSpec]] = {
     # Sized for a 2-core CPU: minutes per stage, yet stage 2 sees 2x the pixels per side.
     # Stage 1 is MobileNet-V3-Small at 0.75 width: at 64 px a step costs little more than at
     # 0.5 (per-layer overhead dominates: 325 vs 341 images per CPU-second), and 0.5 underfit.
+    # It trains for 32 epochs: at 20 its training loss still matched its validation loss
+    # (0.23), it was underfit, not memorising; on held-out traffic 32 epochs let it allow 83 %
+    # of images with 10 harmful ones in 20,000 below the threshold, against 74 % at 20.
     # Stage 2 is EfficientNet-V2-B0 at half width and depth: full B0 at 128 px trains at
     # ~8 images/s on 2 busy shared cores, too slow for a demo; this one at ~27.
     "demo": {
-        1: StageSpec(1, "mobilenetv3_small_075", 64, epochs=20, batch_size=64, lr=3e-3),
+        1: StageSpec(1, "mobilenetv3_small_075", 64, epochs=32, batch_size=64, lr=3e-3),
         2: StageSpec(
             2,
             "tf_efficientnetv2_b0",

