@@ -62,16 +62,14 @@ def busy_cores(seconds: float = 0.5) -> float:
     return (os.cpu_count() or 1) * (spent - (idle1 - idle0)) / spent
 
 
-def training_threads(stage: int) -> int:
+def training_threads() -> int:
     """torch intra-op threads for training a demo stage here (measured on a 2-core machine).
 
     With channels-last tensors (``models.train``) both stages gain from idle cores: a stage-1
     step ran at 861 images/s on two threads against 759 on one, stage 2 at 264 against 206.
     On busy cores they lose badly: OpenMP threads spin while they wait, and two threads at
     load average 6 trained about ten times slower than one. So a stage takes every core unless
-    other processes keep more than half of them busy, then one. ``stage`` is kept for callers;
-    both stages follow the same rule today."""
-    del stage
+    other processes keep more than half of them busy, then one (both stages alike)."""
     cores = os.cpu_count() or 1
     return cores if busy_cores() < 0.5 * cores else 1
 
@@ -121,7 +119,7 @@ def ensure_demo_models(
         if not reused:
             focus = stage_dir(model_dir, 1) if stage == 2 else None
             meta = train_stage(data_dir, model_dir, specs[stage], progress=progress,
-                               threads=threads or training_threads(stage),
+                               threads=threads or training_threads(),
                                focus=focus)  # fmt: skip
             if not meta.metrics["quality"]["passed"]:
                 reasons = "; ".join(meta.metrics["quality"]["reasons"])
