@@ -69,6 +69,29 @@ def point_lines(result: dict[str, Any]) -> list[str]:
     return table_lines(columns, (row(p) for p in result["points"]))
 
 
+def resampled_lines(result: dict[str, Any]) -> list[str]:
+    again = result.get("resampled")
+    if not again:
+        return []
+
+    def row(key: str, entry: dict[str, float]) -> list[str]:
+        met = entry.get("met_share")
+        return [f"`{key}`", f"{entry['mean']:.4g}", f"{entry['min']:.4g} - {entry['max']:.4g}",
+                _target(key) if met is not None else "", "" if met is None else f"{met:.0%}"]  # fmt: skip
+
+    columns = ["figure", "mean", "range", "target", "splits meeting it"]
+    return [
+        f"## Over {again['splits']} random tune/measure splits",
+        "",
+        f"Each split tunes every policy on one random half at alpha = {again['alpha']:.4g} and "
+        f"measures on the other; the summary above is the first split. Certified in "
+        f"{again['certified_share']:.0%} of splits. `stage2_only_*`: stage 2 on every image.",
+        "",
+        *table_lines(columns, (row(k, e) for k, e in again["figures"].items())),
+        "",
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
     s, prices = result["summary"], result["prices"]
     by, demo = prices["priced_by"], prices["demo_models"]
@@ -92,7 +115,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"at their prices the cascade's compute ratio is "
         f"{prices['compute_cost_ratio_demo_prices']:.3f}.",
         "",
-        "![frontier and reliability](cascade.png)",
+        *resampled_lines(result),
+        "![frontier, reliability and the splits' cost ratios](cascade.png)",
         "",
         "## Per difficulty band (both stages on every image; the cascade's routes on the "
         "held-out half)",

@@ -57,6 +57,26 @@ def test_policies_compare_on_held_out_scores() -> None:
     assert isinstance(h["cost_ratio"], float) and isinstance(h["compute_target_met"], bool)
 
 
+def test_resampled_figures_repeat_the_summary_on_other_splits() -> None:
+    from services.bench.cascade_summary import policy_figures, resampled
+
+    s1, s2, y = synthetic_scores(8000, seed=3)
+    probs, alpha = {1: s1, 2: s2}, 0.004
+    again = resampled(probs, y, COSTS, alpha=alpha, delta=0.1, splits=4, seed=7)
+    runs = again["per_split"]
+    assert [r["seed"] for r in runs] == [7, 8, 9, 10]
+    first = policy_figures(
+        compare_policies(s1, s2, y, COSTS, alphas=(alpha,), delta=0.1, seed=7), alpha
+    )
+    assert {k: runs[0][k] for k in first} == first  # the first split is the summary's own
+    ratios = [r["total_cost_ratio"] for r in runs]
+    assert len(set(ratios)) > 1  # other splits, other tunings: the figure really varies
+    total = again["figures"]["total_cost_ratio"]
+    assert total["min"] <= total["mean"] <= total["max"]
+    assert total["met_share"] == np.mean([r < 1 for r in ratios])
+    assert "met_share" not in again["figures"]["miss_rate"]  # no target: no share
+
+
 SUMMARY_KEYS = {
     "compute_cost_ratio", "total_cost_ratio", "human_share", "stage1_decided_share",
     "max_confident_error_rate", "prevalence", "alpha", "certified", "n_images",
@@ -91,5 +111,6 @@ def test_bench_command_writes_its_reports_with_exactly_the_summary_keys(tmp_path
     for stage in ("stage1", "stage2"):
         assert result["prices"]["priced_by"][stage]["seconds_per_image"] > 0
         assert result["prices"]["demo_models"][stage]["seconds_per_image"] > 0
+    assert len(result["resampled"]["per_split"]) == 50
     assert (tmp_path / "out" / "cascade.png").read_bytes()[:4] == b"\x89PNG"
     assert "`stage1_decided_share`" in (tmp_path / "out" / "cascade.md").read_text()
