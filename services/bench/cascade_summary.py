@@ -188,11 +188,21 @@ def plot(
     return fig
 
 
+def _edges(values: np.ndarray, bins: int = 20) -> np.ndarray:
+    """Histogram bin edges that also work when every split gave (nearly) the same figure."""
+    lo, hi = float(values.min()), float(values.max())
+    pad = max(hi - lo, 1e-3 * max(abs(hi), 1.0)) / bins
+    return np.linspace(lo - pad, hi + pad, bins + 1)
+
+
 def _plot_splits(ax: Any, resampled: dict[str, Any]) -> None:
     runs = resampled["per_split"]
     for key, label in (("total_cost_ratio", "total $ (compute + humans + errors)"),
                        ("compute_cost_ratio", "compute $")):  # fmt: skip
-        ax.hist([r[key] for r in runs], bins=20, alpha=0.6, label=label)
+        values = np.array([r[key] for r in runs], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if len(values):
+            ax.hist(values, bins=_edges(values), alpha=0.6, label=label)
     ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
     ax.axvline(TARGETS["compute_cost_ratio"][1], color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("cascade / stage 2 on every image")
