@@ -192,6 +192,24 @@ def round_dollars(
     return dollars
 
 
+def audit_label_errors(session: Any, ids: list[str], truth: dict[str, bool]) -> dict[str, int]:
+    """How the audit's final labels of ``ids`` compare with the ground truth: the retune
+    certifies from these labels, so a benign image labelled harmful reads as a miss to it."""
+    out = {"labelled": 0, "benign_labelled_harmful": 0, "harmful_labelled_benign": 0}
+    for chunk in range(0, len(ids), 500):
+        for sid, label in session.execute(
+            select(ReviewItem.submission_id, ReviewItem.final_label).where(
+                ReviewItem.submission_id.in_(ids[chunk : chunk + 500]),
+                ReviewItem.final_label.in_(("allow", "block")),
+            )
+        ):
+            out["labelled"] += 1
+            harmful = truth[sid]
+            out["benign_labelled_harmful"] += int(not harmful and label == "block")
+            out["harmful_labelled_benign"] += int(harmful and label == "allow")
+    return out
+
+
 def share_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Two-sided Clopper–Pearson interval of a share ``k / n``: what a round's size allows."""
     if n <= 0:
@@ -226,6 +244,7 @@ def summarise(ctx: Context, traffic: Traffic, since: datetime, ts: ThresholdSet)
         misses = int(np.sum(harmful & (final == ALLOW_CODE)))
         false_blocks = int(np.sum(~harmful & (final == BLOCK_CODE)))
         dollars = round_dollars(ctx, session, ids, since, misses, false_blocks)
+        wrong = audit_label_errors(session, [s.id for s in subs if s.audit], traffic.truth)
     n, audited = len(subs), int(sum(bool(s.audit) for s in subs))
     counts = {
         "stage1": int(np.sum(~reached2)),
@@ -241,6 +260,7 @@ def summarise(ctx: Context, traffic: Traffic, since: datetime, ts: ThresholdSet)
         "upload_rate": len(traffic.truth) / traffic.seconds if traffic.seconds else 0.0,
         "counts": counts,
         "audited": audited,
+        "audit_labels_wrong": wrong,
         "misses": misses,
         "false_blocks": false_blocks,
         "dollars": dollars,
@@ -345,6 +365,12 @@ def _share(r: dict[str, Any], k: int) -> str:
     return f"{k / max(r['images'], 1):.1%} [{lo:.1%}, {hi:.1%}]"
 
 
+def _wrong(w: dict[str, int]) -> str:
+    n = max(w["labelled"], 1)
+    return (f"{w['benign_labelled_harmful']} / {w['harmful_labelled_benign']} of "
+            f"{w['labelled']} ({(w['benign_labelled_harmful'] + w['harmful_labelled_benign']) / n:.2%})")  # fmt: skip
+
+
 def _delta(before: dict[str, Any], after: dict[str, Any], route: str) -> str:
     a, b = (r["counts"][route] / max(r["images"], 1) for r in (before, after))
     return f"{a:.1%} → {b:.1%}"
@@ -363,6 +389,7 @@ SUMMARY_ROWS: list[tuple[str, Any]] = [
     ("decided at stage 2", lambda r: _share(r, r["counts"]["stage2"])),
     ("sent to a human (no audit)", lambda r: _share(r, r["counts"]["human"])),
     ("audited (labelled anyway)", lambda r: str(r["audited"])),
+    ("audit labels wrong (benign / harmful)", lambda r: _wrong(r["audit_labels_wrong"])),
     ("misses (harmful auto-allowed)", lambda r: _share(r, r["misses"])),
     ("false blocks", lambda r: _share(r, r["false_blocks"])),
     ("compute $/1,000 images", lambda r: f"${r['compute_per_image'] * 1000:.5f}"),
