@@ -48,6 +48,7 @@ def admin() -> Any:
                 "sub": item.submission,
                 "votes": [(names.get(v.user_id, "?"), v) for v in votes],
                 "mine": any(v.user_id == user.id for v in votes),
+                "disputes": len({v.label for v in votes if v.label != "skip"}) == 1,
                 "image_url": image_url(item.id, user.id),
             }
         )

@@ -81,16 +81,50 @@ def test_label_without_lease_is_refused(context):
         _label(context, uid, made.item_id, "allow")
 
 
-def test_audit_label_contradicting_the_automatic_decision_is_an_error_and_a_correction(context):
-    uid = make_user(context, "mia")
+def _rule(ctx, admin, item_id, label):
+    with ctx.sessions() as db:
+        out = resolve_conflict(
+            db, item_id=item_id, admin_id=admin, label=label, settings=ctx.settings
+        )
+        db.commit()
+        return out
+
+
+def _errors(ctx) -> int:
+    with ctx.sessions() as db:
+        return int(db.scalar(select(func.count()).select_from(LabelledError)) or 0)
+
+
+def test_audit_label_contradicting_the_automatic_decision_is_an_error_once_an_admin_confirms(
+    context,
+):
+    uid, boss = make_user(context, "mia"), make_user(context, "boss", role="admin")
     made = make_item(context, reason="audit", auto="allow", s1=0.02, s2=0.1)
     assert _take(context, uid) == made.item_id
-    _label(context, uid, made.item_id, "block")
+    assert _label(context, uid, made.item_id, "block").state == ReviewState.CONFLICT
+    assert _errors(context) == 0  # not yet: one moderator's word against the cascade's
+    assert _sub(context, made.submission_id).decision == "allow"
+    assert _rule(context, boss, made.item_id, "block").state == ReviewState.DONE
     with context.sessions() as db:
         error = db.scalars(select(LabelledError)).one()
     assert (error.submission_id, error.kind, error.source) == (made.submission_id, "miss", "audit")
     sub = _sub(context, made.submission_id)
     assert (sub.decision, sub.auto_decision, sub.decided_by) == ("block", "allow", "human")
+
+
+def test_an_admin_who_overrules_the_moderators_keeps_the_automatic_decision(context):
+    a, b = make_user(context, "a"), make_user(context, "b")
+    boss = make_user(context, "boss", role="admin")
+    made = make_item(context, reason="audit", auto="allow", labels_required=2)
+    for uid in (a, b):
+        _take(context, uid)
+        _label(context, uid, made.item_id, "block")
+    assert _rule(context, boss, made.item_id, "allow").state == ReviewState.DONE
+    assert _errors(context) == 0
+    with context.sessions() as db:
+        item = db.get(ReviewItem, made.item_id)
+        assert item is not None and item.final_label == "allow"
+    assert _sub(context, made.submission_id).decision == "allow"
 
 
 def test_audit_label_agreeing_changes_nothing(context):
@@ -172,12 +206,14 @@ def test_undo_reopens_an_escalation_for_a_new_label(context):
 
 
 def test_undo_of_an_audit_finding_restores_the_automatic_decision(context):
-    uid = make_user(context, "mia")
+    uid, boss = make_user(context, "mia"), make_user(context, "boss", role="admin")
     made = make_item(context, reason="audit", auto="allow")
     _take(context, uid)
     _label(context, uid, made.item_id, "block")
+    _rule(context, boss, made.item_id, "block")
+    assert _errors(context) == 1
     with context.sessions() as db:
-        undo_last(db, user_id=uid, settings=context.settings)
+        undo_last(db, user_id=boss, settings=context.settings)
         db.commit()
         assert db.scalar(select(func.count()).select_from(LabelledError)) == 0
         errors = db.scalar(select(func.sum(CostLedger.images)).where(CostLedger.bucket == "error"))
