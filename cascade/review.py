@@ -257,9 +257,11 @@ def disputes_the_cascade(item: ReviewItem, label: str) -> bool:
     """Whether moderators who agree on ``label`` for this audit item say the cascade's own
     decision was wrong. An admin confirms every such claim before it counts: the retune
     certifies from audit labels and reads a benign image labelled harmful as a miss, and two
-    moderators who are each 98 % right still agree on a wrong label once in 2,500 items. In the
-    demo, one to three such labels per round, on benign images both stages scored below 0.03,
-    were all the misses the retune saw, and it sent more images to stage 2 and to humans."""
+    moderators who are each 98 % right still agree on a wrong label once in 2,500 items. (In
+    the demo, benign images labelled harmful at scores below 0.03 were the only misses the
+    retune saw, and it sent more images to stage 2 and to humans; most of those labels come
+    from the simulated admin's own 2 % of wrong rulings on disagreements, which this does not
+    catch.)"""
     decided = item.submission.auto_decision
     return item.reason == ReviewReason.AUDIT and decided is not None and label != decided
 
