@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from cascade.db.schema import Label, ReviewItem, ReviewState, Role, User, utcnow
-from cascade.review import cohens_kappa, resolve_conflict
+from cascade.review import cohens_kappa, disputes_the_cascade, resolve_conflict
 from services.auth import current_user, require_role
 from services.review import bp
 from services.review.images import image_url
@@ -48,7 +49,7 @@ def admin() -> Any:
                 "sub": item.submission,
                 "votes": [(names.get(v.user_id, "?"), v) for v in votes],
                 "mine": any(v.user_id == user.id for v in votes),
-                "disputes": len({v.label for v in votes if v.label != "skip"}) == 1,
+                "disputes": _agreed_dispute(item, votes),
                 "image_url": image_url(item.id, user.id),
             }
         )
@@ -91,3 +92,9 @@ def stats() -> Any:
     assert user is not None
     mine = moderator_stats(db(), user.id, utcnow())
     return render_template("review/stats.html", stats=mine, user=user)
+
+
+def _agreed_dispute(item: ReviewItem, votes: Sequence[Label]) -> bool:
+    """Whether this conflict is the moderators agreeing against the automatic decision."""
+    labels = {v.label for v in votes if v.label != "skip"}
+    return len(labels) == 1 and disputes_the_cascade(item, labels.pop())
