@@ -110,6 +110,9 @@ class Settings(BaseSettings):
 
     # Review
     double_label_rate: float = Field(0.1, ge=0.0, le=1.0)
+    # Votes against an audit item's automatic decision must outnumber the votes for it by this
+    # many before the error counts (cascade/review.py, resolve_conflict); 1 for a team of one admin.
+    audit_dispute_margin: int = Field(2, ge=1, le=3)
     review_lease_s: int = 120
     signed_url_ttl_s: int = 60
 

@@ -102,14 +102,17 @@ def play_moderators(
     ctx: Context, dispatcher: Dispatcher, truth: dict[str, bool], *, accuracy: float, seed: int
 ) -> int:
     """Two simulated moderators label the queue from the ground truth (with some mistakes);
-    a simulated admin then rules on the items where they disagreed. Without the rulings an
-    item stays in ``conflict``, and the audit window the retune may trust ends at the oldest
-    such item (a few conflicts in a round cut its audit sample to a fraction)."""
+    a simulated admin then rules on the items where they disagreed, and a second one on those
+    where the first ruled an audited automatic decision wrong over moderators who split
+    (``cascade.review.resolve_conflict``). Every one of them is ``accuracy`` right. Without
+    the rulings an item stays in ``conflict``, and the audit window the retune may trust ends
+    at the oldest such item (a few conflicts in a round cut its audit sample to a fraction)."""
     rng = random.Random(seed)
     with session_scope(ctx.sessions) as session:
         users = []
         for name, role in (("demo-mod-1", Role.MODERATOR), ("demo-mod-2", Role.MODERATOR),
-                           ("demo-supervisor", Role.ADMIN)):  # fmt: skip
+                           ("demo-supervisor", Role.ADMIN),
+                           ("demo-supervisor-2", Role.ADMIN)):  # fmt: skip
             user = session.scalars(select(User).where(User.username == name)).first()
             if user is None:
                 user = User(username=name, password_hash=hash_password(secrets.token_hex(16)),
@@ -117,7 +120,7 @@ def play_moderators(
                 session.add(user)
             users.append(user)
         session.flush()
-        user_ids, admin_id = [u.id for u in users[:2]], users[2].id
+        user_ids, admin_ids = [u.id for u in users[:2]], [u.id for u in users[2:]]
     labelled, idle = 0, 0
     callbacks: list[str] = []
     with Progress(total=None, desc="moderators", unit="label") as bar:
@@ -138,17 +141,19 @@ def play_moderators(
                         callbacks.append(outcome.submission_id)
                     labelled += 1
                     bar.update()
-    for item_id, submission_id in conflicts(ctx):
-        if submission_id not in truth:  # not this round's: not ours to rule on
-            continue
-        harmful = truth[submission_id]
-        label = "block" if harmful == (rng.random() < accuracy) else "allow"
-        with session_scope(ctx.sessions) as session:
-            outcome = resolve_conflict(session, item_id=item_id, admin_id=admin_id, label=label,
-                                       settings=ctx.settings, note="demo ruling")  # fmt: skip
-        if outcome.callback_due:
-            callbacks.append(outcome.submission_id)
-        labelled += 1
+    for admin_id in admin_ids:  # the second admin sees only what waits for a second ruling
+        for item_id, submission_id in conflicts(ctx):
+            if submission_id not in truth:  # not this round's: not ours to rule on
+                continue
+            harmful = truth[submission_id]
+            label = "block" if harmful == (rng.random() < accuracy) else "allow"
+            with session_scope(ctx.sessions) as session:
+                outcome = resolve_conflict(session, item_id=item_id, admin_id=admin_id,
+                                           label=label, settings=ctx.settings,
+                                           note="demo ruling")  # fmt: skip
+            if outcome.callback_due:
+                callbacks.append(outcome.submission_id)
+            labelled += 1
     dispatcher.follow_up(callbacks=callbacks)
     return labelled
 

@@ -11,7 +11,12 @@ from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from cascade.db.schema import Label, ReviewItem, ReviewState, Role, User, utcnow
-from cascade.review import cohens_kappa, disputes_the_cascade, resolve_conflict
+from cascade.review import (
+    awaits_second_ruling,
+    cohens_kappa,
+    disputes_the_cascade,
+    resolve_conflict,
+)
 from services.auth import current_user, require_role
 from services.review import bp
 from services.review.images import image_url
@@ -50,6 +55,7 @@ def admin() -> Any:
                 "votes": [(names.get(v.user_id, "?"), v) for v in votes],
                 "mine": any(v.user_id == user.id for v in votes),
                 "disputes": _agreed_dispute(item, votes),
+                "second": awaits_second_ruling(item, [v.label for v in votes]),
                 "image_url": image_url(item.id, user.id),
             }
         )
@@ -81,7 +87,10 @@ def rule(item_id: int) -> Any:
     )
     db().commit()
     send_due_callback(outcome)
-    flash(f"Item {item_id} decided: {request.form.get('label')}.")
+    if outcome.state == ReviewState.CONFLICT:
+        flash(f"Item {item_id}: your ruling is recorded; a second admin confirms it.")
+    else:
+        flash(f"Item {item_id} decided: {request.form.get('label')}.")
     return redirect(url_for("review.admin"))
 
 

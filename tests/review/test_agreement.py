@@ -92,3 +92,33 @@ def test_admin_rules_on_a_conflict_through_the_page(context, client):
     assert response.status_code == 302
     page = client.get("/review/admin")
     assert b"Conflicts (0)" in page.data
+
+
+def test_a_first_ruling_against_an_audited_decision_asks_the_page_for_a_second(
+    context, app, client
+):
+    a, b = make_user(context, "ann"), make_user(context, "ben")
+    make_user(context, "boss", role="admin"), make_user(context, "chief", role="admin")
+    made = make_item(context, reason="audit", auto="allow", labels_required=2)
+    for uid, label in ((a, "allow"), (b, "block")):
+        with context.sessions() as db:
+            item = claim_next(db, user_id=uid, lease_s=60)
+            assert item is not None and item.id == made.item_id
+            record_label(db, item_id=item.id, user_id=uid, label=label, settings=context.settings)
+            db.commit()
+    token = login(client, "boss")
+    client.post(
+        f"/review/admin/conflict/{made.item_id}", data={"label": "block", "csrf_token": token}
+    )
+    page = client.get("/review/admin")
+    assert b"a second admin confirms it" in page.data  # the flash
+    assert b"Conflicts (1)" in page.data
+    assert b"You labelled this item" in page.data
+    chief = app.test_client()
+    token = login(chief, "chief")
+    page = chief.get("/review/admin")
+    assert b"a second admin confirms the error or keeps the automatic decision" in page.data
+    chief.post(
+        f"/review/admin/conflict/{made.item_id}", data={"label": "block", "csrf_token": token}
+    )
+    assert b"Conflicts (0)" in chief.get("/review/admin").data

@@ -127,6 +127,70 @@ def test_an_admin_who_overrules_the_moderators_keeps_the_automatic_decision(cont
     assert _sub(context, made.submission_id).decision == "allow"
 
 
+def _split_audit(ctx):
+    a, b = make_user(ctx, "a"), make_user(ctx, "b")
+    made = make_item(ctx, reason="audit", auto="allow", labels_required=2)
+    for uid, label in ((a, "allow"), (b, "block")):
+        _take(ctx, uid)
+        _label(ctx, uid, made.item_id, label)
+    return made
+
+
+def test_one_admin_against_the_cascade_over_a_split_waits_for_a_second_admin(context):
+    made = _split_audit(context)
+    boss, other = make_user(context, "boss", role="admin"), make_user(context, "o", role="admin")
+    assert _rule(context, boss, made.item_id, "block").state == ReviewState.CONFLICT
+    assert _errors(context) == 0  # two votes against one: not yet an error
+    assert _sub(context, made.submission_id).decision == "allow"
+    with pytest.raises(Forbidden):
+        _rule(context, boss, made.item_id, "block")  # not the same admin twice
+    out = _rule(context, other, made.item_id, "block")
+    assert (out.state, _errors(context)) == (ReviewState.DONE, 1)
+    sub = _sub(context, made.submission_id)
+    assert (sub.decision, sub.auto_decision, sub.decided_by) == ("block", "allow", "human")
+    assert _human_labels_in_ledger(context) == 4
+
+
+def test_a_second_admin_who_disagrees_keeps_the_automatic_decision(context):
+    made = _split_audit(context)
+    boss, other = make_user(context, "boss", role="admin"), make_user(context, "o", role="admin")
+    _rule(context, boss, made.item_id, "block")
+    assert _rule(context, other, made.item_id, "allow").state == ReviewState.DONE
+    assert _errors(context) == 0
+    with context.sessions() as db:
+        assert db.get(ReviewItem, made.item_id).final_label == "allow"
+    assert _sub(context, made.submission_id).decision == "allow"
+
+
+def test_a_ruling_for_the_cascade_over_a_split_is_final_at_once(context):
+    made = _split_audit(context)
+    boss = make_user(context, "boss", role="admin")
+    assert _rule(context, boss, made.item_id, "allow").state == ReviewState.DONE
+    assert _errors(context) == 0
+
+
+def test_an_admin_takes_back_a_first_ruling_and_the_item_stays_a_conflict(context):
+    made = _split_audit(context)
+    boss, other = make_user(context, "boss", role="admin"), make_user(context, "o", role="admin")
+    _rule(context, boss, made.item_id, "block")
+    with context.sessions() as db:
+        out = undo_last(db, user_id=boss, settings=context.settings)
+        db.commit()
+    assert out.state == ReviewState.CONFLICT
+    assert _human_labels_in_ledger(context) == 2
+    assert _rule(context, boss, made.item_id, "allow").state == ReviewState.DONE
+    with pytest.raises(Conflict):
+        _rule(context, other, made.item_id, "block")
+
+
+def test_a_team_of_one_admin_may_let_a_single_ruling_decide(context):
+    context.settings = context.settings.model_copy(update={"audit_dispute_margin": 1})
+    made = _split_audit(context)
+    boss = make_user(context, "boss", role="admin")
+    assert _rule(context, boss, made.item_id, "block").state == ReviewState.DONE
+    assert _errors(context) == 1
+
+
 def test_audit_label_agreeing_changes_nothing(context):
     uid = make_user(context, "mia")
     made = make_item(context, reason="audit", auto="block")
