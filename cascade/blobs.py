@@ -7,11 +7,14 @@ pixels every stage worker reads. The derivative is named after the original it c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 import uuid
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DERIVED = "d"  # the folder of derivatives
@@ -29,6 +32,10 @@ class BlobStore:
         self.fs, self.root = fsspec.core.url_to_fs(url)
         self.url = url
         self.fs.makedirs(self.root, exist_ok=True)
+        # A local folder is written and read with plain os calls: through fsspec, an upload's
+        # two writes cost ~10 file-system calls each (exists, makedirs of both levels, open,
+        # rename, each behind its own path handling), about a tenth of the API's CPU.
+        self._local = isinstance(self.fs, LocalFileSystem)
 
     @staticmethod
     def key_for(sha: str) -> str:
@@ -68,6 +75,9 @@ class BlobStore:
     def _write(self, key: str, data: bytes) -> None:
         """Write once, atomically (a temporary name, then a rename): a reader never sees half."""
         path = self._path(key)
+        if self._local:
+            _write_local(path, data)
+            return
         if self.fs.exists(path):
             return
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
@@ -77,6 +87,9 @@ class BlobStore:
         self.fs.mv(tmp, path)
 
     def get(self, key: str) -> bytes:
+        if self._local:
+            with open(self._path(key), "rb") as f:
+                return f.read()
         with self.fs.open(self._path(key), "rb") as f:
             return bytes(f.read())
 
@@ -91,3 +104,25 @@ class BlobStore:
             return False
         self.fs.rm(path)
         return True
+
+
+def _write_local(path: str, data: bytes) -> None:
+    """``BlobStore._write`` on a local folder: the same steps in the fewest system calls (the
+    folders are made only when the first open says they are missing)."""
+    if os.path.exists(path):
+        return
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(tmp, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -5,9 +5,12 @@ decode than the screener takes to score it). The API decodes each new image once
 validate it; it keeps what each stage's model needs from those pixels: the stage's own resize
 (``models.preprocess.resize_image``, the cacheable half of ``preprocess``), as 8-bit RGB at the
 stage's input size. All stages' arrays go into one blob next to the original
-(``BlobStore.derivative_key_for``), an uncompressed ``.npz`` with one array per stage geometry
-(``geometry_tag``): lossless, ~0.1 ms to read back, ~60 KB at 64 + 128 px (about the size of an
-upload; at 224 + 384 px, ~600 KB: the price of never decoding twice).
+(``BlobStore.derivative_key_for``), uncompressed, one array per stage geometry (``geometry_tag``):
+a line naming the format, a JSON line listing the arrays (tag, height, width), then their raw
+bytes. Lossless, ~60 KB at 64 + 128 px (about the size of an upload; at 224 + 384 px, ~600 KB:
+the price of never decoding twice). Writing and reading it is a copy (~0.01 ms); the ``.npz``
+it replaced cost ~0.2 ms to write at intake and as much to read in each stage (zip headers in
+Python). Derivatives stored as ``.npz`` are still read.
 
 A stage worker reads its array and only normalises it: the same numbers ``preprocess`` would
 compute from the decoded image, exactly. The original stays for the review UI. An array that is
@@ -46,6 +49,10 @@ from models.preprocess import (
 DRAFT_GAP = 2  # decode a JPEG at no less than this many times the largest input side
 
 
+MAGIC = b"cascade-derivative 1\n"  # then a JSON line [[tag, height, width], ...], then pixels
+
+
+@lru_cache(maxsize=64)
 def geometry_tag(cfg: PreprocessConfig) -> str:
     """Names the resize a stage does (not its normalisation): its array in the derivative."""
     spec = [cfg.size, cfg.resize_to, cfg.resize, cfg.interpolation, cfg.jpeg_quality]
@@ -73,16 +80,44 @@ def draft_size(cfgs: Sequence[PreprocessConfig]) -> int:
 
 
 def encode(img: PILImage.Image, cfgs: Sequence[PreprocessConfig]) -> bytes:
-    """Each stage's resized pixels of ``img`` in one ``.npz`` (uint8, size × size × 3)."""
+    """Each stage's resized pixels of ``img`` in one blob (uint8, size × size × 3 each)."""
     arrays = {geometry_tag(cfg): resize_image(img, cfg) for cfg in cfgs}
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)  # type: ignore[arg-type]
-    return buf.getvalue()
+    header = [[tag, int(a.shape[0]), int(a.shape[1])] for tag, a in arrays.items()]
+    parts = [MAGIC, json.dumps(header).encode(), b"\n"]
+    parts += [np.ascontiguousarray(a, dtype=np.uint8).tobytes() for a in arrays.values()]
+    return b"".join(parts)
 
 
 def pixels(data: bytes, cfg: PreprocessConfig) -> np.ndarray | None:
     """The array ``encode`` stored for ``cfg``'s geometry; None when it has none. Raises
     ``ValueError`` (``EOFError`` when empty) on bytes that are not a derivative."""
+    if not data.startswith(MAGIC):
+        return _npz_pixels(data, cfg)  # stored before the raw format
+    try:
+        end = data.index(b"\n", len(MAGIC))
+        header = json.loads(data[len(MAGIC) : end])
+        offset, found = end + 1, None
+        for tag, height, width in header:
+            size = int(height) * int(width) * 3
+            if tag == geometry_tag(cfg):
+                found = (offset, int(height), int(width))
+            offset += size
+    except (ValueError, TypeError) as exc:  # a damaged header
+        raise ValueError(f"not a derivative: {exc}") from exc
+    if offset != len(data):
+        raise ValueError(f"not a derivative: {len(data)} bytes where the header says {offset}")
+    if found is None:
+        return None
+    start, height, width = found
+    if (height, width) != (cfg.size, cfg.size):
+        raise ValueError(f"not a derivative for this stage: {height}x{width}")
+    return np.frombuffer(data, np.uint8, height * width * 3, start).reshape(height, width, 3)
+
+
+def _npz_pixels(data: bytes, cfg: PreprocessConfig) -> np.ndarray | None:
+    """``pixels`` of a derivative written as ``.npz`` (the format before ``MAGIC``)."""
+    if not data:
+        raise EOFError("an empty derivative")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             tag = geometry_tag(cfg)

@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from cascade import derivative
 from cascade.blobs import BlobStore
 from cascade.derivative import stage_input
-from models.preprocess import PreprocessConfig, decode_image, preprocess
+from models.preprocess import PreprocessConfig, decode_image, preprocess, resize_image
 
 MAX_PIXELS = 10_000_000
 STAGES = (PreprocessConfig(size=64), PreprocessConfig(size=128))
@@ -125,3 +125,24 @@ def test_the_stages_come_from_the_models(tmp_path: Path) -> None:
     assert derivative.stage_configs(tmp_path / "none") == ()
     models = make_tiny_model_dir(tmp_path / "models", size=48)
     assert [c.size for c in derivative.stage_configs(models)] == [48, 48]
+
+
+def test_a_derivative_stored_as_npz_is_still_read(store: CountingStore) -> None:
+    """Derivatives written before the raw format (an ``.npz`` per image) keep working."""
+    sha, key, data = _upload(store, _picture((300, 200)), "PNG")
+    decoded = decode_image(data, max_pixels=MAX_PIXELS, draft_to=derivative.draft_size(STAGES))
+    buf = io.BytesIO()
+    np.savez(buf, **{derivative.geometry_tag(c): resize_image(decoded, c) for c in STAGES})
+    (Path(store.root) / BlobStore.derivative_key_for(sha)).write_bytes(buf.getvalue())
+    for cfg in STAGES:
+        tensor, original = stage_input(store, sha, key, cfg, max_pixels=MAX_PIXELS)
+        assert not original and np.array_equal(tensor, preprocess(decoded, cfg))
+
+
+@pytest.mark.parametrize("cut", [5, 30, 100, -1])
+def test_a_cut_derivative_is_not_a_derivative(cut: int) -> None:
+    data = derivative.encode(_picture((200, 150)), STAGES)
+    with pytest.raises(ValueError, match="not a derivative"):
+        derivative.pixels(data[:cut], STAGES[1])
+    with pytest.raises(ValueError, match="not a derivative"):
+        derivative.pixels(data + b"x", STAGES[0])
