@@ -42,17 +42,46 @@ log = logging.getLogger(__name__)
 REGISTRY_KEY = "_cascade.inflight"  # hash: in-flight list -> [queue list, consumer's alive key]
 MULTI_QUEUE_WAIT_S = 0.2  # a consumer of several queues blocks on one at a time, briefly
 
-# KEYS: queue_1, inflight_1, queue_2, inflight_2, ...  Takes the first waiting message.
+# KEYS: queue_1, inflight_1, queue_2, inflight_2, ..., then the unacknowledged hash and its
+# index. ARGV: the most messages to take, the time now. Takes up to that many waiting messages
+# of the first queue that has any and records each as unacknowledged on the spot, exactly as
+# ``QoS.append`` would (hash: delivery tag -> [message, exchange, routing key]; index: tag -> time),
+# so a message is always in its queue or in the unacknowledged hash, never only in a socket. One
+# round trip for what took two per message (the move, then the record). A message it cannot read
+# a delivery tag from goes to the in-flight list instead and is recorded by ``QoS.append``.
+# Returns {queue number, messages, recorded (1/0 each)} or false.
 _CLAIM = """
-for i = 1, #KEYS, 2 do
-  local item = redis.call('RPOP', KEYS[i])
-  if item then
-    redis.call('LPUSH', KEYS[i + 1], item)
-    return {(i + 1) / 2, item}
+local n = #KEYS - 2
+local hash, index = KEYS[n + 1], KEYS[n + 2]
+local most = tonumber(ARGV[1])
+for i = 1, n, 2 do
+  local items, recorded = {}, {}
+  while #items < most do
+    local item = redis.call('RPOP', KEYS[i])
+    if not item then break end
+    local ok, msg = pcall(cjson.decode, item)
+    local props = ok and type(msg) == 'table' and msg['properties']
+    local tag = type(props) == 'table' and props['delivery_tag']
+    local info = type(props) == 'table' and props['delivery_info']
+    if type(tag) == 'string' and type(info) == 'table' and type(info['exchange']) == 'string'
+        and type(info['routing_key']) == 'string' then
+      redis.call('HSET', hash, tag, '[' .. item .. ',' .. cjson.encode(info['exchange']) .. ','
+                 .. cjson.encode(info['routing_key']) .. ']')
+      redis.call('ZADD', index, ARGV[2], tag)
+      recorded[#recorded + 1] = 1
+    else
+      redis.call('LPUSH', KEYS[i + 1], item)
+      recorded[#recorded + 1] = 0
+    end
+    items[#items + 1] = item
+  end
+  if #items > 0 then
+    return {(i + 1) / 2, items, recorded}
   end
 end
 return false
 """
+CLAIM_MOST = 64  # messages per claim at most (the prefetch limit applies below that)
 
 # KEYS: alive, inflight, queue, registry. ARGV: registry field, "if-dead" or "always".
 _RESTORE = """
@@ -75,19 +104,57 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
     """Records a claimed message as unacknowledged and drops it from the in-flight list in one
     ``MULTI``; the periodic restore pass also returns dead consumers' in-flight messages."""
 
+    _ack_pipe: Any = None  # set while acknowledgements are batched (``batched_acks``)
+    _ack_tags: list[str]
+
     def append(self, message: Any, delivery_tag: str) -> None:
         claimed = self.channel._claimed
         if claimed is None:  # not from our poll (e.g. a message rejected back by kombu)
             super().append(message, delivery_tag)
             return
-        inflight, raw = claimed
-        delivery = message.delivery_info
-        record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
-        with self.pipe_or_acquire() as pipe:
-            pipe.zadd(self.unacked_index_key, {delivery_tag: time()}).hset(
-                self.unacked_key, delivery_tag, record
-            ).lrem(inflight, 1, raw).execute()
+        inflight, raw, recorded = claimed
+        if not recorded:
+            delivery = message.delivery_info
+            record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+            with self.pipe_or_acquire() as pipe:
+                pipe.zadd(self.unacked_index_key, {delivery_tag: time()}).hset(
+                    self.unacked_key, delivery_tag, record
+                ).lrem(inflight, 1, raw).execute()
         virtual.QoS.append(self, message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        if self._ack_pipe is None:
+            super().ack(delivery_tag)
+            return
+        self._remove_from_indices(delivery_tag, self._ack_pipe)
+        self._ack_tags.append(delivery_tag)
+
+    @contextmanager
+    def batched_acks(self) -> Iterator[None]:
+        """Acknowledgements made inside the block go to Redis in one round trip at its end (a
+        stage batch acknowledges all its messages at once, after its commit), not one each.
+        Should that round trip fail, the messages stay unacknowledged and come back after the
+        visibility timeout, as when a single acknowledgement fails (every step is
+        idempotent)."""
+        if self._ack_pipe is not None:  # nested: the outer block sends them
+            yield
+            return
+        with self.channel.conn_or_acquire() as client:
+            self._ack_pipe, self._ack_tags = client.pipeline(), []
+            try:
+                yield
+            finally:
+                pipe, tags = self._ack_pipe, self._ack_tags
+                self._ack_pipe, self._ack_tags = None, []
+                if tags:
+                    try:
+                        pipe.execute()
+                    except Exception as exc:
+                        log.warning("could not acknowledge %d messages (they come back after "
+                                    "the visibility timeout): %s", len(tags), exc)  # fmt: skip
+                    else:
+                        for tag in tags:
+                            virtual.QoS.ack(self, tag)
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
         self.channel.keep_alive(force=True)
@@ -106,11 +173,13 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.consumer_id = uuid.uuid4().hex
-        self._claimed: tuple[str, bytes] | None = None
+        # (in-flight list, message, recorded as unacknowledged already) of the message being
+        # delivered now
+        self._claimed: tuple[str, bytes, bool] | None = None
         # (command, queues it reads) of each poll sent and not yet answered, oldest first: a
         # reconnect inside redis-py can leave two on one connection; answers come in order.
         self._polls: deque[tuple[str, list[str]]] = deque()
-        self._claim_next = True  # try the non-blocking claim before blocking
+        self._claim_next = True  # try the non-blocking claim (several at once) before blocking
         self._alive_due = 0.0
         self._registered_inflight: set[str] = set()
         self._orphaned = False  # our in-flight lists hold messages whose answer was lost
@@ -206,11 +275,12 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         self._in_poll = connection
 
     def _poll_command(self, queues: list[str], timeout: float | None) -> list[Any]:
-        if self._claim_next and len(queues) > 1:
+        if self._claim_next:
             keys: list[str] = []
             for queue in queues:
                 keys += [self._q_for_pri(queue, 0), self.inflight_key(queue)]
-            return ["EVAL", _CLAIM, len(keys), *keys]
+            keys += [self.unacked_key, self.unacked_index_key]
+            return ["EVAL", _CLAIM, len(keys), *keys, self._claim_most(), time()]
         queue = queues[0]
         wait = self.brpop_timeout if timeout is None else timeout
         if len(queues) > 1:
@@ -220,6 +290,11 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             return ["BLMOVE", src, dst, "RIGHT", "LEFT", wait or 0]
         return ["BRPOPLPUSH", src, dst, int(max(1, wait or 0))]
 
+    def _claim_most(self) -> int:
+        """How many messages one claim may take: what the prefetch limit still allows."""
+        room = self.qos.can_consume_max_estimate()
+        return max(1, min(CLAIM_MOST, room if room is not None else CLAIM_MOST))
+
     def _brpop_read(self, **options: Any) -> bool:
         try:
             command, queues = self._polls.popleft()
@@ -228,32 +303,59 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            queue, item = self._message_of(command, queues, reply)
-            if item is None:
-                self._claim_next = not self._claim_next if len(queues) > 1 else True
+            queue, items = self._messages_of(command, queues, reply)
+            if not items:
+                # Nothing waiting: block next time (a claim cannot); after a blocking wait,
+                # claim again.
+                self._claim_next = command != "EVAL"
                 if command != "EVAL":
                     self._queue_cycle.rotate(queue)
                 raise kombu_redis.Empty()
             self._claim_next = True
             self._queue_cycle.rotate(queue)
-            self._claimed = (self.inflight_key(queue), item)
-            try:
-                self.connection._deliver(loads(bytes_to_str(item)), queue)
-            finally:
-                self._claimed = None
+            self._deliver_all(queue, items)
             return True
         finally:
             self._in_poll = self.client.connection if self._polls else None
             self._flush_brpop_reauth()
 
+    def _deliver_all(self, queue: str, items: list[tuple[bytes, bool]]) -> None:
+        """Hand each message to its consumer. Should a hand-over fail, the messages after it
+        (recorded as unacknowledged, never delivered here) are put back on their queue at once
+        instead of waiting out the visibility timeout."""
+        inflight = self.inflight_key(queue)
+        for n, (item, recorded) in enumerate(items):
+            self._claimed = (inflight, item, recorded)
+            try:
+                self.connection._deliver(loads(bytes_to_str(item)), queue)
+            except BaseException:
+                self._restore_undelivered(items[n + 1 :])
+                raise
+            finally:
+                self._claimed = None
+
+    def _restore_undelivered(self, items: list[tuple[bytes, bool]]) -> None:
+        for item, recorded in items:
+            if recorded:
+                try:
+                    tag = loads(bytes_to_str(item))["properties"]["delivery_tag"]
+                    self.qos.restore_by_tag(tag, leftmost=True)
+                except Exception:  # still unacknowledged: back after the visibility timeout
+                    log.warning("could not put back a claimed message", exc_info=True)
+
     @staticmethod
-    def _message_of(command: str, queues: list[str], reply: Any) -> tuple[str, bytes | None]:
+    def _messages_of(
+        command: str, queues: list[str], reply: Any
+    ) -> tuple[str, list[tuple[bytes, bool]]]:
+        """(queue, [(message, recorded as unacknowledged already)]) of a poll's reply."""
         if command == "EVAL":
             if not reply:
-                return queues[0], None
-            index, item = reply
-            return queues[int(index) - 1], item
-        return queues[0], reply or None
+                return queues[0], []
+            index, items, recorded = reply
+            return queues[int(index) - 1], [
+                (item, bool(int(r))) for item, r in zip(items, recorded, strict=True)
+            ]
+        return queues[0], [(reply, False)] if reply else []
 
     def _poll_error(self, type: str, **options: Any) -> None:
         if type == "BRPOP":

@@ -8,11 +8,15 @@ batch sizes and flush intervals come from the app's settings when a message arri
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from celery import Celery, Task, shared_task
+from celery.concurrency.solo import TaskPool as SoloPool
 from celery.utils.time import get_exponential_backoff_interval
-from celery_batches import Batches
+from celery_batches import Batches, SimpleRequest
+from celery_batches.trace import apply_batches_task
 
 from cascade import maintenance
 from cascade.config import Settings
@@ -83,6 +87,21 @@ class StageTask(Batches, RuntimeTask):  # type: ignore[misc]
             log.warning("stage %d: dropped %d messages buffered on a lost connection; the "
                         "broker delivers them again", self.stage, dropped)  # fmt: skip
 
+    def flush(self, requests: Collection[Any]) -> Any:
+        """celery-batches' flush, with the batch's acknowledgements sent in one round trip, not
+        one per message (stage 1 gets a message per upload).
+
+        Still ``acks_late``: the messages are acknowledged after the batch ran (and committed).
+        Celery defers each acknowledgement to its event loop, where each one was a round trip
+        of its own; a solo pool runs the batch in that loop, so the acknowledgements are made
+        here, together, right after it. Other pools keep celery-batches' way."""
+        if not isinstance(self._pool, SoloPool) or not all(r.task.acks_late for r in requests):
+            return super().flush(requests)
+        batch = ([SimpleRequest.from_request(r) for r in requests],)
+        return self._pool.apply_async(
+            apply_batches_task, (self, batch, 0, None), callback=lambda _: _acknowledge(requests)
+        )
+
     def flush_now(self) -> int:
         """Run what the buffer holds now, before the worker stops (its connection is still
         open, so the batch is acknowledged); returns how many messages were held."""
@@ -115,6 +134,26 @@ class StageTask(Batches, RuntimeTask):  # type: ignore[misc]
         runtime.dispatcher.follow_up(stage2=out.to_stage2, callbacks=out.callbacks)
         if self.stage == 1 and runtime.backlog is not None:
             runtime.backlog.release(ids)  # screened: room for new uploads (API backpressure)
+
+
+def _acknowledge(requests: Collection[Any]) -> None:
+    """Acknowledge ``requests`` (Celery's, of one batch) in one round trip where the transport
+    can batch them (``cascade.broker``); a failed acknowledgement is logged, as Celery's are."""
+    with _batched_acks(requests):
+        for request in requests:
+            if not request.acknowledged:
+                request.message.ack_log_error(log, request.connection_errors)
+                request.acknowledged = True
+
+
+def _batched_acks(requests: Collection[Any]) -> AbstractContextManager[None]:
+    """``cascade.broker.QoS.batched_acks`` of the channel ``requests`` came on, where there is
+    one (other transports acknowledge one by one, as before)."""
+    for request in requests:
+        qos = getattr(getattr(getattr(request, "message", None), "channel", None), "qos", None)
+        batched = getattr(qos, "batched_acks", None)
+        return batched() if batched is not None else nullcontext()
+    return nullcontext()
 
 
 def _as_list(arg: Any) -> list[Any]:
