@@ -18,16 +18,20 @@ harmless, as every step downstream is idempotent.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from celery import Celery
+from kombu.utils.json import dumps
 
-from cascade.celery_app import create_celery
+from cascade.celery_app import REDIS_SCHEMES, create_celery
 from cascade.config import Settings
+from cascade.ratelimit import redis_client
 from cascade.tasknames import CALLBACK_TASK, REQUEUE_TASK, STAGE1_TASK, stage_task
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,7 @@ class Dispatcher:
         self._app = app
         self._impatient_until = 0.0
         self._local = threading.local()  # each thread's pipelining producer (not thread-safe)
+        self._direct: DirectSender | None = None
 
     @property
     def app(self) -> Celery:
@@ -128,9 +133,26 @@ class Dispatcher:
         return failed
 
     def stage1(self, *submission_ids: str) -> None:
-        """Hand committed uploads to stage 1, one message each, pipelined (raises: the API
-        refuses the uploads instead)."""
+        """Hand committed uploads to stage 1, one message each, in one round trip (raises: the
+        API refuses the uploads instead). On a Redis broker the messages are written straight
+        to the queue (``DirectSender``); should that fail, they go through Celery's producer
+        under the retry policy (a message that did go out is then sent twice: harmless)."""
+        direct = self._direct_sender()
+        if direct is not None:
+            try:
+                direct.send(STAGE1_TASK, [[sid] for sid in submission_ids])
+                return
+            except Exception as exc:
+                log.warning("direct send to stage 1 failed (%s); sending through Celery",
+                            type(exc).__name__)  # fmt: skip
         self.send_many([(STAGE1_TASK, (sid,)) for sid in submission_ids])
+
+    def _direct_sender(self) -> DirectSender | None:
+        if self._direct is None and self._settings is not None:
+            url = self._settings.broker_url or ""
+            if url.startswith(REDIS_SCHEMES):
+                self._direct = DirectSender(self.app, redis_client(url))
+        return self._direct
 
     def follow_up(self, *, stage2: Iterable[str] = (), callbacks: Iterable[str] = ()) -> int:
         """After a commit: hand ``stage2`` on to stage 2 (one message per ``HAND_ON`` ids: the
@@ -154,3 +176,61 @@ class Dispatcher:
                               len(ids), stage)  # fmt: skip
                 return len(ids)
         return self.send_after_commit((stage_task(stage), (sid,)) for sid in ids)
+
+
+class DirectSender:
+    """Task messages written straight to a Redis broker's queue list: the message Celery's
+    ``send_task`` would publish (its own protocol-2 headers, ``app.amqp.as_task_v2``; the
+    envelope kombu's Redis transport writes around it), several in one ``LPUSH``.
+
+    Why: an upload's one stage-1 message cost ~0.5 ms of the API's CPU through ``send_task``
+    (routing, kombu's producer, retry wrapper and entity copies) against ~0.1 ms for the
+    ``LPUSH`` itself. For plain tasks only: positional arguments, no options (no countdown,
+    expiry, links or result). A test holds the message equal to Celery's own."""
+
+    def __init__(self, app: Celery, client: Any) -> None:
+        self.app = app
+        self.client = client
+        self._routes: dict[str, tuple[str, str, str]] = {}
+
+    def route(self, task: str) -> tuple[str, str, str]:
+        """(queue list, exchange, routing key) of ``task``, from the app's routes: a queue on a
+        direct exchange is published to through the anonymous exchange, under its own name, as
+        Celery does (``AMQP.send_task_message``); other exchanges are not for this sender."""
+        found = self._routes.get(task)
+        if found is None:
+            queue = self.app.amqp.router.route({}, task)["queue"]
+            if queue.exchange.type != "direct":
+                raise ValueError(f"{task} is routed through a {queue.exchange.type} exchange")
+            found = self._routes[task] = (queue.name, "", queue.name)
+        return found
+
+    def message(self, task: str, args: list[Any]) -> str:
+        """The JSON that kombu's Redis transport would store for ``task(*args)``."""
+        _, exchange, routing_key = self.route(task)
+        task_id = str(uuid.uuid4())
+        made = self.app.amqp.as_task_v2(
+            task_id, task, args, {}, reply_to=self.app.thread_oid,
+            argsrepr=repr(args), kwargsrepr="{}",
+        )  # fmt: skip
+        body = base64.b64encode(dumps(made.body).encode()).decode()
+        return dumps({
+            "body": body,
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": made.headers,
+            "properties": {
+                **made.properties,
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": exchange, "routing_key": routing_key},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        })  # fmt: skip
+
+    def send(self, task: str, calls: Sequence[list[Any]]) -> None:
+        """``task(*args)`` for each ``args`` of ``calls``, in one round trip."""
+        if calls:
+            queue = self.route(task)[0]
+            self.client.lpush(queue, *[self.message(task, args) for args in calls])

@@ -1,6 +1,7 @@
-"""Fewer round trips on the way in: a batch upload is one transaction and one pipelined send;
-when the pipeline fails the messages still go out, one by one; when the broker is away the
-batch's queued images are withdrawn and answered 503."""
+"""Fewer round trips on the way in: a batch upload is one transaction and one send (one LPUSH of
+all its stage-1 messages, ``DirectSender``); when that fails they go through Celery's pipeline,
+and when the pipeline fails too, one by one; when the broker is away the batch's queued images are
+withdrawn and answered 503."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy import event, func, select
 
 from cascade.context import Context
 from cascade.db.schema import Submission
-from cascade.dispatch import Dispatcher
+from cascade.dispatch import DirectSender, Dispatcher
 from tests.api.conftest import stage1_messages
 
 pytestmark = pytest.mark.integration
@@ -54,32 +55,33 @@ def test_a_batch_upload_is_one_transaction_and_one_send(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sent: list[int] = []
-    pipelined = Dispatcher._pipelined
+    direct = DirectSender.send
 
-    def spy(self: Dispatcher, sends: list[tuple[str, tuple[object, ...]]]) -> None:
-        sent.append(len(sends))
-        pipelined(self, sends)
+    def spy(self: DirectSender, task: str, calls: list[list[object]]) -> None:
+        sent.append(len(calls))
+        direct(self, task, calls)
 
-    monkeypatch.setattr(Dispatcher, "_pipelined", spy)
+    monkeypatch.setattr(DirectSender, "send", spy)
     with _commits(api_context) as commits:
         r = api.post("/v1/images", data=_batch(make_image, 6, bad=(2,)), headers=auth)
     assert r.status_code == 207
     assert [i["status"] for i in r.json["items"]] == [202, 202, 422, 202, 202, 202]
-    assert sent == [5]  # the five queued images in one pipeline
+    assert sent == [5]  # the five queued images in one LPUSH
     assert len(commits) == 1  # the API key check reads; the batch commits once
     assert len(stage1_messages(redis_client)) == 5
 
 
-def test_a_failed_pipeline_is_sent_again_one_by_one(
+def test_a_failed_direct_send_and_pipeline_are_sent_again_one_by_one(
     api: FlaskClient,
     auth: dict[str, str],
     make_image: MakeImage,
     redis_client: redis.Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(self: Dispatcher, sends: object) -> None:
-        raise ConnectionError("pipeline lost")
+    def broken(self: object, *args: object) -> None:
+        raise ConnectionError("connection lost")
 
+    monkeypatch.setattr(DirectSender, "send", broken)
     monkeypatch.setattr(Dispatcher, "_pipelined", broken)
     r = api.post("/v1/images", data=_batch(make_image, 4), headers=auth)
     assert [i["status"] for i in r.json["items"]] == [202] * 4
@@ -96,6 +98,7 @@ def test_broker_away_withdraws_the_batch_and_answers_503(
     def away(self: Dispatcher, *args: object, **kwargs: object) -> None:
         raise ConnectionError("broker away")
 
+    monkeypatch.setattr(DirectSender, "send", away)
     monkeypatch.setattr(Dispatcher, "_pipelined", away)
     monkeypatch.setattr(Dispatcher, "send", away)
     r = api.post("/v1/images", data=_batch(make_image, 3, bad=(1,)), headers=auth)
