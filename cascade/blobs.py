@@ -58,9 +58,10 @@ class BlobStore:
             raise ValueError(f"not a blob key: {key!r}")
         return f"{self.root.rstrip('/')}/{key}"
 
-    def put(self, data: bytes) -> tuple[str, str]:
-        """Store ``data``; returns ``(sha256, key)``. Idempotent: the same bytes, the same key."""
-        sha = sha256_hex(data)
+    def put(self, data: bytes, *, sha: str | None = None) -> tuple[str, str]:
+        """Store ``data``; returns ``(sha256, key)``. Idempotent: the same bytes, the same key.
+        ``sha``: the caller's own ``sha256_hex(data)``, not computed twice."""
+        sha = sha or sha256_hex(data)
         key = self.key_for(sha)
         self._write(key, data)
         return sha, key
