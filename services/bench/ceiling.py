@@ -7,7 +7,11 @@ with the same JPEG draft size intake uses), the engines are the workers' (one in
 one core). The benchmark times it more than once and keeps the fastest pass, so the yardstick is
 never the slow one.
 
-Beside it, ``raw_stage1``: the stage-1 engine alone on an already preprocessed batch.
+Beside it, ``raw_stage1``: the stage-1 engine alone on an already preprocessed batch; and
+``Ceiling.gate_cpu_ms``: the CPU of the stages' out-of-distribution gates (``models.ood``, a third
+network the workers run on every image a stage would decide automatically) on the images the
+stack gated. The ceiling leaves the gates out (the issue's yardstick); this says what the
+product's own gate costs beside it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Ceiling:
         self.e1, self.e2 = (load_engine(model_dir / f"stage{s}", kind=kind, threads=1)
                             for s in (1, 2))  # fmt: skip
         self.draft_to = draft_size(stage_configs(model_dir))
+        self.gates = [_gate(model_dir / f"stage{s}") for s in (1, 2)]
         for engine in (self.e1, self.e2):
             size = engine.preprocess.size
             engine.predict(np.zeros((1, 3, size, size), dtype=np.float32))
@@ -55,6 +60,38 @@ class Ceiling:
         """One pass over ``images``, stage 2 where ``escalated``."""
         return _one_pass(self.e1, self.e2, images, escalated, batch1, batch2, max_pixels,
                          self.draft_to)  # fmt: skip
+
+    def gate_cpu_ms(
+        self, images: Sequence[bytes], gated: tuple[Sequence[bool], Sequence[bool]], *,
+        batch: int, max_pixels: int,
+    ) -> float | None:  # fmt: skip
+        """CPU ms per image (of all ``images``) of each stage's OOD gate on the images
+        ``gated`` at that stage, in batches of ``batch``; None when the stages have no gates.
+        Decoding and preprocessing are not counted (the ceiling has them already)."""
+        if not any(self.gates):
+            return None
+        spent = 0.0
+        for gate, engine, which in zip(self.gates, (self.e1, self.e2), gated, strict=True):
+            picked = [b for b, g in zip(images, which, strict=True) if g]
+            if gate is None or not picked:
+                continue
+            for start in range(0, len(picked), batch):
+                decoded = [decode_image(b, max_pixels=max_pixels, draft_to=self.draft_to)
+                           for b in picked[start : start + batch]]  # fmt: skip
+                tensor = preprocess_batch(decoded, engine.preprocess)
+                t0 = time.process_time()
+                gate.far(tensor)
+                spent += time.process_time() - t0
+        return spent / max(len(images), 1) * 1000
+
+
+def _gate(stage_dir: Path) -> Any:
+    """The stage's OOD gate (``models.ood.OodGate``, one thread) when it has one."""
+    from models.ood import GRAPH, REFERENCE, OodGate
+
+    if (stage_dir / GRAPH).is_file() and (stage_dir / REFERENCE).is_file():
+        return OodGate(stage_dir, threads=1)
+    return None
 
 
 def _one_pass(
@@ -110,11 +147,14 @@ class CeilingRun:
     """The ceiling's passes over the measured images; ``record`` keeps the fastest."""
 
     def __init__(
-        self, model_dir: Path, settings: Settings, images: list[bytes], escalated: list[bool]
-    ) -> None:
+        self, model_dir: Path, settings: Settings, images: list[bytes], escalated: list[bool],
+        gated: tuple[list[bool], list[bool]] | None = None,
+    ) -> None:  # fmt: skip
         self.ceiling = Ceiling(model_dir, kind=settings.engine)
         self.settings, self.images, self.escalated = settings, images, escalated
+        self.gated = gated
         self.passes: list[CeilingResult] = []
+        self.gate_ms: float | None = None
 
     def measure(self) -> None:
         s = self.settings
@@ -122,6 +162,14 @@ class CeilingRun:
             self.images, self.escalated, batch1=s.stage1_batch_size,
             batch2=s.stage2_batch_size, max_pixels=s.max_pixels,
         ))  # fmt: skip
+
+    def measure_gates(self) -> None:
+        """The OOD gates' CPU on the images the stack gated (once: it is CPU time)."""
+        if self.gated is not None:
+            s = self.settings
+            self.gate_ms = self.ceiling.gate_cpu_ms(
+                self.images, self.gated, batch=s.stage1_batch_size, max_pixels=s.max_pixels
+            )
 
     def record(self, result: E2EResult) -> None:
         c = max(self.passes, key=lambda p: p.images_per_s)
@@ -134,3 +182,7 @@ class CeilingRun:
         cpu = result.cpu_ms_per_image or {}
         product = sum(v for k, v in cpu.items() if k != "benchmark_client")
         result.cpu_ratio_two_cores = 2 * c.cpu_ms / product if product else 0.0
+        if self.gate_ms is not None:
+            result.ceiling_ms_per_image["ood_gate_cpu"] = self.gate_ms
+            with_gate = c.cpu_ms + self.gate_ms
+            result.cpu_ratio_two_cores_with_ood_gate = 2 * with_gate / product if product else 0.0

@@ -200,9 +200,16 @@ def run_database(
     ):
         result, ids, rows = _full_load(run, work, raw, url)
         by_id = {r.id: r for r in rows}
-        ceiling = ceiling_mod.CeilingRun(model_dir, run.settings, work.images,
-                              [bool(i and by_id[i].s2 is not None) for i in ids])  # fmt: skip
+        escalated = [bool(i and by_id[i].s2 is not None) for i in ids]
+        # Gated at stage 1: what stage 1 decided (no audits here); at stage 2: what it decided
+        # (its OOD hand-offs to humans, ~0.1 %, are not told apart from escalations here).
+        gated = (
+            [bool(i) and not e for i, e in zip(ids, escalated, strict=True)],
+            [e and by_id[i].state == State.DECIDED for i, e in zip(ids, escalated, strict=True)],
+        )
+        ceiling = ceiling_mod.CeilingRun(model_dir, run.settings, work.images, escalated, gated)
         ceiling.measure()
+        ceiling.measure_gates()
         _half_load(run, work, result)
         prof = _profile(run, work, profile_svg) if profile_svg else None
         ceiling.measure()

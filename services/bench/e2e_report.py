@@ -50,6 +50,10 @@ class E2EResult:
     # 2 x ceiling CPU per image / the stack's CPU per image (the client's excluded): the ratio
     # to the ceiling two idle cores would allow if the stack used both fully. A projection.
     cpu_ratio_two_cores: float = 0.0
+    # The same with the ceiling's CPU plus what the stages' OOD gates (models.ood) cost on the
+    # images the stack gated (``ceiling_ms_per_image["ood_gate_cpu"]``): the workers run that
+    # third network, the ceiling does not. None without gates.
+    cpu_ratio_two_cores_with_ood_gate: float | None = None
 
 
 TARGET_RATIO = 0.8
@@ -156,6 +160,9 @@ ROWS: list[tuple[str, Any]] = [
      lambda r: f"{r.decided} / {r.review} / {r.errors} / {r.refused}"),
     ("projected ratio on 2 idle cores (2 × ceiling CPU / stack CPU per image)",
      lambda r: f"{r.cpu_ratio_two_cores:.2f}"),
+    ("the same, the stages' OOD gates added to the ceiling's CPU",
+     lambda r: "—" if r.cpu_ratio_two_cores_with_ood_gate is None
+     else f"{r.cpu_ratio_two_cores_with_ood_gate:.2f}"),
     ("images per batch at full load", lambda r: f"{r.mean_batch}"),
     ("load average before, after (1, 5, 15 min)", lambda r: f"{r.load_average}"),
 ]  # fmt: skip
@@ -177,7 +184,7 @@ def _markdown(results: list[E2EResult], prof: Profile | None, data: dict[str, An
     cpu.append(("**all**", lambda r: f"**{sum((r.cpu_ms_per_image or {}).values()):.1f}**"))
     ceil = [
         (p, lambda r, p=p: f"{(r.ceiling_ms_per_image or {}).get(p, 0.0):.1f}")
-        for p in ("decode", "stage1", "stage2", "cpu")
+        for p in ("decode", "stage1", "stage2", "cpu", "ood_gate_cpu")
     ]
     text = (
         "# End-to-end benchmark\n\n"

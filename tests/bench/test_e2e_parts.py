@@ -61,3 +61,36 @@ def test_waiting_frames_are_left_out_of_the_top() -> None:
         ["run (w.py:1);_worker (thread.py:9) 70", "run (w.py:1);f (a.py:3) 30"]
     )
     assert dict(flamegraph.top_self(stacks, waits=frozenset({"_worker"}))) == {"f (a.py)": 1.0}
+
+
+def test_the_ceiling_times_each_stage_gate_on_the_images_that_stage_gated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from models.testing import make_tiny_model_dir
+    from services.bench.ceiling import Ceiling
+
+    ceiling = Ceiling(make_tiny_model_dir(tmp_path / "models", size=32))
+    images = []
+    for i in range(5):
+        buf = io.BytesIO()
+        Image.new("RGB", (40 + i, 30), (i * 40, 0, 0)).save(buf, "PNG")
+        images.append(buf.getvalue())
+    assert (
+        ceiling.gate_cpu_ms(images, ([True] * 5, [False] * 5), batch=2, max_pixels=10**6) is None
+    )  # tiny models have no gates; fmt: skip
+
+    class Gate:
+        seen: list[int] = []  # noqa: RUF012
+
+        def far(self, batch: np.ndarray) -> np.ndarray:
+            Gate.seen.append(len(batch))
+            return np.zeros(len(batch), dtype=bool)
+
+    ceiling.gates = [Gate(), Gate()]
+    gated = ([True, False, True, True, False], [False, True, False, False, False])
+    ms = ceiling.gate_cpu_ms(images, gated, batch=2, max_pixels=10**6)
+    assert ms is not None and ms >= 0
+    assert Gate.seen == [2, 1, 1]  # stage 1: three images in batches of two; stage 2: one
