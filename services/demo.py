@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import random
 import secrets
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -275,6 +277,31 @@ def summarise(ctx: Context, traffic: Traffic, since: datetime, ts: ThresholdSet)
         "cost_per_image": (compute + escalation_labels + dollars["error"]) / n if n else 0.0,
         "audit_per_image": max(dollars["human"] - escalation_labels, 0.0) / n if n else 0.0,
     }
+
+
+EMBEDDED_STATE = ("cascade.db*", "blobs", "redis", "prometheus", "celerybeat-schedule*")
+
+
+def forget_embedded_state(settings: Settings) -> list[Path]:
+    """Delete the embedded run's state under ``var_dir`` (database, blobs, Redis, Prometheus,
+    beat schedule) and return what was there; models, data, logs and secrets stay. Refused
+    when the settings point at an outside database, blob store or broker: their data is not
+    ours to delete."""
+    outside = [name for name, value in (("CASCADE_DATABASE_URL", settings.database_url),
+               ("CASCADE_BLOB_URL", settings.blob_url),
+               ("CASCADE_BROKER_URL", settings.broker_url)) if value]  # fmt: skip
+    if outside:
+        raise click.ClickException(
+            f"--fresh deletes only the embedded state under {settings.var_dir}/, and "
+            f"{', '.join(outside)} points elsewhere: unset it, or reset that yourself"
+        )
+    removed = sorted(p for pattern in EMBEDDED_STATE for p in settings.var_dir.glob(pattern))
+    for path in removed:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return removed
 
 
 def ensure_demo_models_verbose(settings: Settings) -> None:

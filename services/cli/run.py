@@ -135,24 +135,31 @@ def _require_models(model_dir: os.PathLike[str]) -> None:
               help="Per-image miss-rate bound for the retune: 20 % of the default prevalence, "
                    "looser than the 5 % `cascade bench cascade` checks on 20,000 images, "
                    "because one demo round audits about a thousand.")  # fmt: skip
-@click.option("--moderator-accuracy", type=float, default=0.98, show_default=True)
+@click.option("--moderator-accuracy", type=float, default=0.98, show_default=True,
+              help="Chance that a simulated moderator's label, or a simulated admin's ruling, "
+                   "is right.")  # fmt: skip
 @click.option("--double-label-rate", type=float, default=1.0, show_default=True,
               help="Share of review items two moderators label (a disagreement goes to an "
                    "admin). One moderator's 2 % of mistakes on 95 % benign traffic would make a "
                    "quarter of the 'harmful' audit labels wrong, and the certificate counts "
                    "each as a miss.")  # fmt: skip
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--fresh", is_flag=True,
+              help="Start from an empty database, blob store and queue (the embedded state "
+                   "under var/); the trained models stay. Without it a run continues the "
+                   "previous run's state: its thresholds, labels and images.")  # fmt: skip
 @click.option("--keep-running/--exit", default=None,
               help="Keep the app running after the summary (default: only in a terminal).")  # fmt: skip
 def demo(
     images: int, after_images: int, harmful_rate: float, audit_rate: float, alpha: float,
-    moderator_accuracy: float, double_label_rate: float, seed: int, keep_running: bool | None,
+    moderator_accuracy: float, double_label_rate: float, seed: int, fresh: bool,
+    keep_running: bool | None,
 ) -> None:  # fmt: skip
     """The whole product on synthetic traffic: train (first run) or reuse the demo models,
     start the stack, push images through the HTTP API, play the moderators, retune the
     thresholds from the audit labels, then push a second round under the new thresholds and
     compare the two rounds."""
-    from services.demo import DemoRun, ensure_demo_models_verbose
+    from services.demo import DemoRun, ensure_demo_models_verbose, forget_embedded_state
     from services.embedded import free_port, port_is_free
     from services.stack import Stack, supervised
 
@@ -160,6 +167,9 @@ def demo(
     settings = _settings().model_copy(
         update={"audit_rate": audit_rate, "alpha": alpha, "double_label_rate": double_label_rate}
     )
+    if fresh:
+        removed = forget_embedded_state(settings)
+        click.echo(f"fresh start: deleted {', '.join(p.name for p in removed) or 'nothing'}")
     click.echo(f"[1/4] demo models under {settings.model_dir} (trained on the first run)")
     ensure_demo_models_verbose(settings)
     click.echo("[2/4] starting the stack (Redis, stage workers, beat, web)")

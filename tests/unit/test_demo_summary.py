@@ -7,14 +7,22 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import click
 import numpy as np
 import pytest
 from scipy import stats
 
+from cascade.config import Settings
 from cascade.db.schema import ReviewState
 from cascade.policy import ALLOW_CODE, BLOCK_CODE, REVIEW_CODE, ThresholdSet
 from cascade.review import claim_next, record_label
-from services.demo import automatic_routes, conflicts, play_moderators, share_interval
+from services.demo import (
+    automatic_routes,
+    conflicts,
+    forget_embedded_state,
+    play_moderators,
+    share_interval,
+)
 from tests.review.factories import item_row, make_item, make_user
 
 
@@ -58,9 +66,9 @@ class _NoDispatch:
         self.callbacks += callbacks
 
 
-def _disagree(ctx: Any, seed: int) -> tuple[int, str]:
+def _disagree(ctx: Any, seed: int, auto: str | None = None) -> tuple[int, str]:
     """An audit item two moderators labelled differently: it waits for an admin."""
-    made = make_item(ctx, seed=seed, reason="audit", labels_required=2)
+    made = make_item(ctx, seed=seed, reason="audit", labels_required=2, auto=auto)
     for name, label in ((f"m{seed}a", "allow"), (f"m{seed}b", "block")):
         uid = make_user(ctx, name)
         with ctx.sessions() as db:
@@ -75,8 +83,32 @@ def _disagree(ctx: Any, seed: int) -> tuple[int, str]:
 def test_the_demo_rules_on_its_rounds_conflicts_and_only_those(context: Any) -> None:
     """Unruled conflicts would end the audit window the retune trusts at the oldest of them."""
     ours, other = _disagree(context, 1), _disagree(context, 2)
-    play_moderators(context, _NoDispatch(), {ours[1]: True}, accuracy=1.0, seed=0)  # type: ignore[arg-type]
-    assert item_row(context, ours[0]).state == ReviewState.DONE
-    assert item_row(context, ours[0]).final_label == "block"  # the truth, at accuracy 1
+    missed = _disagree(context, 3, auto="allow")  # needs a second admin to count as a miss
+    truth = {ours[1]: True, missed[1]: True}
+    play_moderators(context, _NoDispatch(), truth, accuracy=1.0, seed=0)  # type: ignore[arg-type]
+    for item_id, _ in (ours, missed):
+        assert item_row(context, item_id).state == ReviewState.DONE
+        assert item_row(context, item_id).final_label == "block"  # the truth, at accuracy 1
     assert item_row(context, other[0]).state == ReviewState.CONFLICT  # another round's
     assert conflicts(context) == [other]
+
+
+def test_a_fresh_demo_forgets_the_embedded_state_and_keeps_the_models(tmp_path: Any) -> None:
+    var = tmp_path / "var"
+    for name in ("cascade.db", "cascade.db-wal", "celerybeat-schedule.db", "secrets.json"):
+        (var / name).parent.mkdir(parents=True, exist_ok=True)
+        (var / name).write_text("x")
+    for folder in ("blobs/ab", "redis", "models/stage1", "data", "prometheus"):
+        (var / folder).mkdir(parents=True)
+    settings = Settings(var_dir=var)
+    removed = {p.name for p in forget_embedded_state(settings)}
+    assert removed == {"cascade.db", "cascade.db-wal", "celerybeat-schedule.db", "blobs",
+                       "redis", "prometheus"}  # fmt: skip
+    assert sorted(p.name for p in var.iterdir()) == ["data", "models", "secrets.json"]
+    assert forget_embedded_state(settings) == []
+
+
+def test_a_fresh_demo_never_deletes_an_outside_database(tmp_path: Any) -> None:
+    settings = Settings(var_dir=tmp_path, database_url="postgresql+psycopg://db/cascade")
+    with pytest.raises(click.ClickException, match="CASCADE_DATABASE_URL"):
+        forget_embedded_state(settings)
