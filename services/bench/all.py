@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-ORDER = ("engines", "cascade", "peers", "e2e", "load", "scale")  # peers reads cascade.json
+ORDER = ("engines", "cascade", "loop", "peers", "e2e", "load", "scale")  # peers reads cascade.json
 
 
 @click.command("all")

@@ -34,6 +34,11 @@ BENCHES: dict[str, tuple[str, str, str]] = {
         "decisions",
         "Certified thresholds vs the true optimum: cost, violations, fallbacks, drift alarms.",
     ),
+    "loop": (
+        "services.bench.loop",
+        "loop",
+        "The demo's label-retune loop replayed 100 times on the models' scores: how often it pays.",
+    ),
     "load": ("services.bench.load", "load", "2x capacity for 60 s, a fault: held, p99, lost."),
     "scale": (
         "services.bench.scale",
