@@ -66,13 +66,13 @@ locals {
 
   # Plain settings every process gets.
   common_env = {
-    CASCADE_ENV           = "production"
-    CASCADE_BLOB_URL      = var.blob_url
-    CASCADE_PUBLIC_URL    = var.public_url
+    CASCADE_ENV              = "production"
+    CASCADE_BLOB_URL         = var.blob_url
+    CASCADE_PUBLIC_URL       = var.public_url
     CASCADE_STAGE1_BILLED_AS = var.stage1_device
     CASCADE_STAGE2_BILLED_AS = var.stage2_device
-    CASCADE_METRICS_PORT  = tostring(local.metrics_port)
-    CASCADE_VAR_DIR       = "/var/cascade"
+    CASCADE_METRICS_PORT     = tostring(local.metrics_port)
+    CASCADE_VAR_DIR          = "/var/cascade"
   }
   api_env = {
     CASCADE_HOST = "0.0.0.0"
