@@ -29,15 +29,9 @@ import numpy as np
 import numpy.typing as npt
 
 from cascade.config import get_settings
-from cascade.policy import (
-    ALLOW_CODE,
-    BLOCK_CODE,
-    DEFAULT_THRESHOLDS,
-    REVIEW_CODE,
-    ThresholdSet,
-    route_arrays,
-)
+from cascade.policy import ALLOW_CODE, BLOCK_CODE, DEFAULT_THRESHOLDS, ThresholdSet, route_arrays
 from feedback.costs import StageCosts, stage_costs
+from feedback.estimate import per_image
 from feedback.optimise import optimise
 from feedback.sample import AuditSample
 from services.bench.report import figure, table_lines, write_report
@@ -64,20 +58,20 @@ def audit_labels(y: Array, auto: Array, right: npt.NDArray[np.bool_], margin: in
 def measure(
     ts: ThresholdSet, s1: Array, s2: Array, y: Array, costs: StageCosts
 ) -> dict[str, float]:
-    """Where ``ts`` sends these images and what humans and errors cost per image."""
-    final, reached2 = route_arrays(s1, s2, ts)
-    human = float(np.mean(final == REVIEW_CODE))
-    miss = float(np.mean((final == ALLOW_CODE) & (y == 1)))
-    false_block = float(np.mean((final == BLOCK_CODE) & (y == 0)))
+    """Where ``ts`` sends these images and what humans and errors cost per image (the terms
+    ``feedback.estimate`` averages, here over labels that are the truth)."""
+    terms = {
+        k: float(v.mean()) for k, v in per_image(AuditSample.of(s1, s2, y, 1.0), ts, costs).items()
+    }
+    compute = costs.stage1 + costs.stage2 * terms["reach_stage2"]
     return {
-        "human_share": human,
-        "stage1_decided_share": float(np.mean(~reached2)),
-        "compute": float(costs.stage1 + costs.stage2 * np.mean(reached2)),
-        "miss_rate": miss,
-        "false_block_rate": false_block,
-        "humans_and_errors": costs.human * human + costs.miss * miss
-        + costs.false_block * false_block,
-    }  # fmt: skip
+        "human_share": terms["human_share"],
+        "stage1_decided_share": terms["stage1_share"],
+        "compute": compute,
+        "miss_rate": terms["miss_rate"],
+        "false_block_rate": terms["false_block_rate"],
+        "humans_and_errors": terms["cost"] - compute,
+    }
 
 
 @dataclass(frozen=True)
