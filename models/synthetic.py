@@ -22,13 +22,19 @@ an ``S``-pixel model input.
   sign at all, far look-alikes at any size (colour survives any downscale), close look-alikes
   only at that large size. It exists because most uploads are plainly fine, and a screener's
   main job is to allow them confidently.
-- ``medium`` — needs stage 2 (128 px). Harmful: the emblem at 9-12.5 %, opacity 85-100 %;
-  benign: a close look-alike (mostly the "+" ring) at the same size and contrast. At 64 px either
-  is a 6-8 px red ring whose one-pixel inner strokes blur into the same blob (a screener can see
-  a sign is there, not which: it must say "unsure"; at 7.5 % and 75 % opacity, world v6, a faint
-  blob could vanish and stage 1 allowed 5.8 % of them with confidence); at 128 px it spans
-  11-16 px and the X's diagonals are visible. It exists because some harmful content is small, and telling
-  it from the benign sign next to it takes resolution and capacity the screener lacks.
+- ``medium`` — needs stage 2 (128 px). Harmful: the emblem at 8.5-11 %, opacity 85-100 %;
+  benign: a close look-alike (nine in ten the "+" ring, else the empty ring) at the same size
+  and contrast. At 64 px either is a 5-7 px red ring whose sub-pixel inner strokes blur into
+  much the same blob (a screener can see a sign is there, rarely which: it must mostly say
+  "unsure"); at 128 px it spans 11-14 px and the X's diagonals are visible. Tried and dropped:
+  world 8 drew it at 9-12.5 %, some look-alikes orange (colour shows at any size), and stage 1
+  decided 82 % of the band's benign images and 44 % of its harmful ones on its own (7 % of
+  traffic needed stage 2); at 7.5-10 % (4.8-6.4 px, world 9's first draw) stage 1 left the band
+  to stage 2 but grew wary of everything (it scored 6 % of sign-free images above 0.16 and
+  5.6 % of the smallest harmful signs below 0.05), so it decided only 75 % of traffic; world 6
+  drew it at 7.5 % and 75 % opacity, and a faint blob could vanish, so the opacity stays high.
+  It exists because some harmful content is small, and telling it from the benign sign next to
+  it takes resolution and capacity the screener lacks.
 - ``ambiguous`` — decidable at no resolution. A red ring-sign (20-40 %, large enough that
   the sticker shows at stage 2's size) whose inside is covered by a sticker (never paper-white, so it cannot pass for an empty ring; stickers appear nowhere
   else): the X-ring (harmful) or the "+"/empty ring (benign) underneath, drawn from one and
@@ -39,7 +45,7 @@ an ``S``-pixel model input.
 Look-alikes are painted before the deciding sign, so none ever hides it (see ``_draw_band``).
 
 **Two mixes.** ``TRAFFIC`` is what uploads look like (band shares per label; with a prevalence
-of a few percent it gives ~85 % easy, ~12 % medium, ~3 % ambiguous images, see
+of a few percent it gives ~84 % easy, ~13 % medium, ~3 % ambiguous images, see
 :func:`band_shares`); ``TRAINING`` over-represents the harder bands and the close look-alikes
 (``CLOSE_SHARES``) and, with a prevalence of 0.5, gives the balanced classes training wants.
 
@@ -64,14 +70,14 @@ from PIL import Image, ImageFilter
 
 from models.synthetic_draw import background, place_sign
 
-GENERATOR_VERSION = 8
+GENERATOR_VERSION = 9
 BANDS = ("easy", "medium", "ambiguous")
 SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 # label (harmful?) -> band -> share of that label's images
 Mix = Mapping[bool, Mapping[str, float]]
 TRAFFIC: Mix = {
     True: {"easy": 0.5, "medium": 0.3, "ambiguous": 0.2},
-    False: {"easy": 0.87, "medium": 0.11, "ambiguous": 0.02},
+    False: {"easy": 0.86, "medium": 0.12, "ambiguous": 0.02},
 }
 # Covered signs are 15 % of each class in training: at 10 %, stage 1 of world 8 spread its scores
 # on them over 0.1-0.67 where the truth is 0.5 for all, and the covered harmful ones it scored
@@ -88,9 +94,9 @@ MIXES = {"traffic": TRAFFIC, "training": TRAINING}
 CLOSE_SHARES = {"traffic": 0.2, "training": 0.5}
 CLOSE = {"plus_ring": 0.55, "empty_ring": 0.15, "orange_x_ring": 0.15, "bare_x": 0.15}
 FAR = {"blue_x_ring": 0.55, "green_ring": 0.45}
-MEDIUM_BENIGN = {"plus_ring": 0.7, "empty_ring": 0.15, "orange_x_ring": 0.15}
+MEDIUM_BENIGN = {"plus_ring": 0.9, "empty_ring": 0.1}  # shape only: colour shows at any size
 COVERED_BENIGN = {"plus_ring": 0.7, "empty_ring": 0.3}
-LARGE, SMALL, ANY = (0.2, 0.45), (0.09, 0.125), (0.06, 0.45)
+LARGE, SMALL, ANY = (0.2, 0.45), (0.085, 0.11), (0.06, 0.45)
 # A covered sign is drawn large enough that its sticker shows at stage 2's input size: at 10 %
 # of the image (13 px at 128 px) a covered ring passed for a small "+"-ring, the benign sign of
 # the medium band, and stage 2 learnt to call 9 % of covered harmful signs benign with
