@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     # two bounds, miss_share of it to misses (feedback/risk.py).
     beta: float | None = Field(None, gt=0.0, lt=1.0)
     miss_share: float = Field(0.5, gt=0.0, lt=1.0)
+    # Among certified sets within this many standard errors of the cheapest, the retune takes
+    # the one sending the fewest images to stage 2 (feedback/tiebreak.py); 0 (default): the
+    # cheapest. Trades a few more reviews or false blocks for a smaller stage-2 pool.
+    tie_break_se: float = Field(0.0, ge=0.0)
     drift_level: float = Field(0.01, gt=0.0, lt=1.0)  # false-alarm chance of one drift watch
     retune_interval_s: int = 3600
     auto_activate: bool = False

@@ -17,6 +17,10 @@ however it was picked. How (details and the proof in :mod:`feedback.ltt`):
 4. **Cost** (expected $/image, :mod:`feedback.estimate`) is then minimised on *all* the audit
    data over every certified allow pair and block pair, optionally under a cap on human reviews
    per hour (a point-estimate constraint: the guarantees are on the two error rates).
+5. **Optionally, one standard error**: with ``tie_break_se`` > 0, among the certified sets
+   whose cost is within that many standard errors (paired on the audit images) of the cheapest,
+   the one sending the fewest images to stage 2 is chosen (:mod:`feedback.tiebreak`): a
+   smaller stage-2 pool for a small, measured premium in cost. Off by default.
 
 Nothing certifiable → a **fallback**: it allows nothing automatically (miss rate zero by
 construction, no test needed) and blocks by the thresholds that cost least (certified ones when
@@ -46,6 +50,7 @@ from feedback.tables import (
     miss_envelope,
     search,
 )
+from feedback.tiebreak import leanest_within
 
 __all__ = ["FALLBACK", "Optimum", "ThresholdGrid", "cheapest", "optimise"]
 
@@ -55,6 +60,7 @@ FALLBACK = ThresholdSet(
     t1_lo=0.0, t1_hi=DEFAULT_THRESHOLDS.t1_hi, t2_lo=0.0, t2_hi=DEFAULT_THRESHOLDS.t2_hi
 )
 ORDER_SHARE = 0.3
+TIE_BREAK_SE = 0.0  # off: see feedback/tiebreak.py for what the rule costs
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,7 @@ class _Ask:
     need: AuditNeed
     design: str
     review_limit: float | None
+    tie_break_se: float = TIE_BREAK_SE
 
 
 def optimise(
@@ -192,6 +199,7 @@ def optimise(
     order_sample: AuditSample | None = None,
     order_share: float = ORDER_SHARE,
     seed: int = 0,
+    tie_break_se: float = TIE_BREAK_SE,
 ) -> Optimum:
     """The cheapest certified threshold set (see the module docstring for the procedure).
 
@@ -200,6 +208,8 @@ def optimise(
     ``sample``; then all of ``sample`` tests, else a random ``order_share`` of it orders.
     ``ceiling`` limits the allow thresholds (no higher than its own): a retune triggered by
     appeals, reports or drift may only tighten what is allowed automatically.
+    ``tie_break_se``: how many standard errors above the cheapest a set may cost and still be
+    chosen for sending fewer images to stage 2 (0: the cheapest, as estimated).
     """
     grid = grid or ThresholdGrid.default()
     budget = split_budget(delta, beta, miss_share)
@@ -209,7 +219,8 @@ def optimise(
     previous = order_sample if order_sample is not None and order_sample.n > 0 else None
     test_share = 1.0 if previous is not None else 1.0 - order_share
     ask = _Ask(alpha, delta, beta, audit_need(alpha, budget.miss, test_share, traffic_per_hour),
-               "split" if previous is None else "previous window", limit)  # fmt: skip
+               "split" if previous is None else "previous window", limit,
+               tie_break_se)  # fmt: skip
     if sample.n == 0:
         return _empty(ask, budget.miss)
     order, testing = ltt.split(sample, limit=alpha, level=budget.miss, order_share=order_share,
@@ -223,7 +234,8 @@ def optimise(
 def _choose(
     sample: AuditSample, grid: ThresholdGrid, costs: StageCosts, tests: _Tests, ask: _Ask
 ) -> Optimum:
-    """The cheapest set among the certified pairs; allow nothing when no allow pair is."""
+    """The cheapest set among the certified pairs, or the leanest within ``tie_break_se``
+    standard errors of it; allow nothing when no allow pair is certified."""
     n_lo, size = grid.n_lo, grid.size
     allowed = tests.miss.mask((n_lo, n_lo))
     blockable = None if tests.false_block is None else tests.false_block.mask((size, size))
@@ -235,10 +247,15 @@ def _choose(
         allowed = np.zeros((n_lo, n_lo), dtype=bool)
         allowed[0, 0] = True  # allows nothing automatically: no misses, no test needed
     tables = _selection_tables(sample, grid)
-    found = search(tables, costs, n_lo, allowed, ask.review_limit, blockable)
+    limit = ask.review_limit
+    found = search(tables, costs, n_lo, allowed, limit, blockable)
     if found is None:  # no certified completion meets the review cap: drop the cap
-        found = search(tables, costs, n_lo, allowed, None, blockable)
+        limit = None
+        found = search(tables, costs, n_lo, allowed, limit, blockable)
     assert found is not None  # t1_hi = t1_lo = 0 is always a completion
+    if ask.tie_break_se > 0 and not fallback:
+        found = leanest_within(sample, grid, tables, costs, found, (allowed, blockable), limit,
+                               ask.tie_break_se)  # fmt: skip
     i, j, k, m = found
     v = grid.values
     ts = ThresholdSet(float(v[i]), float(v[j]), float(v[k]), float(v[m]))

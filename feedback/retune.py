@@ -111,6 +111,7 @@ def retune(
         max_reviews_per_hour=settings.max_reviews_per_hour,
         ceiling=ceiling,
         order_sample=earlier,
+        tie_break_se=settings.tie_break_se,
     )
     activate = settings.auto_activate if auto_activate is None else auto_activate
     with session_scope(context.sessions) as session:

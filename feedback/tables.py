@@ -147,7 +147,7 @@ def surfaces(t: CellTables, i: int, costs: StageCosts, n_lo: int) -> tuple[Float
     return cost, review
 
 
-def _feasible(
+def feasible(
     t: CellTables, i: int, costs: StageCosts, n_lo: int, review_limit: float | None
 ) -> tuple[FloatArray, BoolArray]:
     """Cost surface for ``t1_lo`` index ``i`` and which ``(j, k, m)`` are valid candidates:
@@ -174,7 +174,7 @@ def search(
     limit; None when there is none."""
     best: tuple[float, tuple[int, int, int, int]] | None = None
     for i in np.flatnonzero(allowed.any(axis=1)):
-        cost, ok = _feasible(t, int(i), costs, n_lo, review_limit)
+        cost, ok = feasible(t, int(i), costs, n_lo, review_limit)
         ok &= allowed[i][None, :, None]
         if blockable is not None:
             ok &= blockable[:, None, :]
@@ -197,7 +197,7 @@ def cost_per_allow_pair(
     ``blockable`` block pair (inf when none fits the review limit)."""
     out = np.full((n_lo, n_lo), np.inf)
     for i in range(n_lo):
-        cost, ok = _feasible(t, i, costs, n_lo, review_limit)
+        cost, ok = feasible(t, i, costs, n_lo, review_limit)
         if blockable is not None:
             ok &= blockable[:, None, :]
         out[i] = np.where(ok, cost, np.inf).min(axis=(0, 2))
@@ -215,7 +215,7 @@ def cost_per_block_pair(
     pair is ``allowed`` (inf when none)."""
     out = np.full((t.size, t.size), np.inf)
     for i in np.flatnonzero(allowed.any(axis=1)):
-        cost, ok = _feasible(t, int(i), costs, n_lo, review_limit)
+        cost, ok = feasible(t, int(i), costs, n_lo, review_limit)
         ok &= allowed[i][None, :, None]
         out = np.minimum(out, np.where(ok, cost, np.inf).min(axis=1))
     return out

@@ -11,6 +11,7 @@ import numpy as np
 
 from cascade.policy import ALLOW_CODE, BLOCK_CODE, REVIEW_CODE, ThresholdSet, route_arrays
 from feedback.costs import StageCosts
+from feedback.optimise import TIE_BREAK_SE
 from models.calibrate import reliability
 from models.quality import CONFIDENT, bucket_table, max_confident_error_rate
 from services.bench.policies import POLICIES, PolicyPoint, compare_policies
@@ -72,17 +73,20 @@ def summary(
 
 def resampled(
     probs: dict[int, np.ndarray], labels: np.ndarray, costs: StageCosts, *, alpha: float,
-    delta: float, splits: int, seed: int = 0,
+    delta: float, splits: int, seed: int = 0, tie_break_se: float = TIE_BREAK_SE,
+    price_misses: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """The summary's policy figures over ``splits`` independent tune/measure splits (seeds
     ``seed``, ``seed + 1``, ...; the first is the summary's own), with both policies' error
     rates. One split's ``total_cost_ratio`` rests on a handful of errors (at 5 % prevalence and
     alpha 0.0025, about a dozen misses in 10,000 images, each worth $5), so a single figure says
-    little about which policy is cheaper: the share of splits that meet each target does."""
+    little about which policy is cheaper: the share of splits that meet each target does.
+    ``tie_break_se`` and ``price_misses`` go to :func:`compare_policies`."""
     runs = []
     for s in range(seed, seed + splits):
         points = compare_policies(probs[1], probs[2], labels, costs, alphas=(alpha,),
-                                  delta=delta, seed=s)  # fmt: skip
+                                  delta=delta, seed=s, tie_break_se=tie_break_se,
+                                  price_misses=price_misses)  # fmt: skip
         p = at_alpha(points, alpha)
         runs.append(policy_figures(points, alpha) | {
             "seed": s,
@@ -103,7 +107,8 @@ def resampled(
             entry["met_share"] = float(np.mean([bool(target_met(key, v)) for v in values]))
         figures[key] = entry
     certified = float(np.mean([r["certified"] for r in runs]))
-    return {"splits": splits, "alpha": alpha, "certified_share": certified, "figures": figures,
+    return {"splits": splits, "alpha": alpha, "tie_break_se": tie_break_se,
+            "price_misses": price_misses, "certified_share": certified, "figures": figures,
             "per_split": runs}  # fmt: skip
 
 

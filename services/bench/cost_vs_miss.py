@@ -108,8 +108,16 @@ def cascade(
                               seed=seed)  # fmt: skip
     click.echo(f"repeating the target's figures on {splits} random tune/measure splits ...")
     again = resampled(probs, labels, costs, alpha=alpha, delta=delta, splits=splits, seed=seed)
+    click.echo("... with the one-standard-error tie-break, and with misses priced in tuning ...")
+    variants = {
+        "tie_break": resampled(probs, labels, costs, alpha=alpha, delta=delta, splits=splits,
+                               seed=seed, tie_break_se=1.0),
+        "misses_priced": resampled(probs, labels, costs, alpha=alpha, delta=delta,
+                                   splits=splits, seed=seed, price_misses=True),
+    }  # fmt: skip
     result = report(settings, points, alpha, delta, probs, labels, bands, seed) | {
         "resampled": again,
+        "resampled_variants": variants,
         "source": f"{kind} scores of {model_dir} on {len(labels)} held-out images in "
         f"{traffic_dir}; prices from the {price_preset} preset's measured speeds",
         "prices": _prices(preset, scores, costs, demo, at_alpha(points, alpha)),

@@ -32,7 +32,7 @@ from cascade.config import get_settings
 from cascade.policy import ALLOW_CODE, BLOCK_CODE, DEFAULT_THRESHOLDS, ThresholdSet, route_arrays
 from feedback.costs import StageCosts, stage_costs
 from feedback.estimate import per_image
-from feedback.optimise import optimise
+from feedback.optimise import TIE_BREAK_SE, optimise
 from feedback.sample import AuditSample
 from services.bench.report import figure, table_lines, write_report
 
@@ -81,6 +81,7 @@ class LoopConfig:
     accuracy: float = 0.98
     alpha: float = 0.01
     delta: float = 0.05
+    tie_break_se: float = TIE_BREAK_SE
 
 
 def one_run(
@@ -100,7 +101,8 @@ def one_run(
     for margin in MARGINS:
         label = audit_labels(ry, auto, right, margin)
         sample = AuditSample.of(r1[audited], r2[audited], label[audited], cfg.audit_rate)
-        opt = optimise(sample, costs, alpha=cfg.alpha, delta=cfg.delta)
+        opt = optimise(sample, costs, alpha=cfg.alpha, delta=cfg.delta,
+                       tie_break_se=cfg.tie_break_se)  # fmt: skip
         after = (
             measure(opt.thresholds, s1[rest], s2[rest], y[rest], costs) if opt.certified else before
         )
@@ -212,7 +214,13 @@ def plot(result: dict[str, Any]) -> Any:
                    "on first use).")  # fmt: skip
 @click.option("--runs", type=click.IntRange(min=2), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def loop(out: Path, model_dir: Path | None, traffic_dir: Path | None, runs: int, seed: int) -> None:
+@click.option("--tie-break-se", type=click.FloatRange(min=0.0), default=TIE_BREAK_SE,
+              show_default=True, help="The retune's tie-break (CASCADE_TIE_BREAK_SE; 0: the "
+              "cheapest certified set as estimated).")  # fmt: skip
+def loop(
+    out: Path, model_dir: Path | None, traffic_dir: Path | None, runs: int, seed: int,
+    tie_break_se: float,
+) -> None:  # fmt: skip
     """The demo's label-retune loop replayed many times on the models' scores: how often the
     retune lowers humans, compute, and humans + errors, under each review margin."""
     from models.progress import Progress
@@ -226,7 +234,7 @@ def loop(out: Path, model_dir: Path | None, traffic_dir: Path | None, runs: int,
     ensure_traffic_set(traffic_dir)
     click.echo("scoring the traffic-like set with both stages ...")
     scores, split = score_traffic(model_dir, traffic_dir)
-    cfg = LoopConfig()
+    cfg = LoopConfig(tie_break_se=tie_break_se)
     costs = stage_costs(settings)
     with Progress(total=runs, desc="bench loop", unit="run") as bar:
         margins = simulate(scores[1].probs, scores[2].probs, split.labels.astype(np.float64),

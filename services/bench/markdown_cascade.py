@@ -69,23 +69,46 @@ def point_lines(result: dict[str, Any]) -> list[str]:
     return table_lines(columns, (row(p) for p in result["points"]))
 
 
+VARIANTS = {
+    "tie_break": "one-SE tie-break",
+    "misses_priced": "misses priced in tuning",
+}
+
+
 def resampled_lines(result: dict[str, Any]) -> list[str]:
     again = result.get("resampled")
     if not again:
         return []
+    variants = {k: v for k, v in (result.get("resampled_variants") or {}).items() if k in VARIANTS}
 
     def row(key: str, entry: dict[str, float]) -> list[str]:
         met = entry.get("met_share")
-        return [f"`{key}`", f"{entry['mean']:.4g}", f"{entry['min']:.4g} - {entry['max']:.4g}",
-                _target(key) if met is not None else "", "" if met is None else f"{met:.0%}"]  # fmt: skip
+        cells = [f"`{key}`", f"{entry['mean']:.4g}", f"{entry['min']:.4g} - {entry['max']:.4g}",
+                 _target(key) if met is not None else "", "" if met is None else f"{met:.0%}"]  # fmt: skip
+        for other in variants.values():
+            fig = other["figures"][key]
+            was = fig.get("met_share")
+            cells.append(f"{fig['mean']:.4g}" + ("" if was is None else f" ({was:.0%})"))
+        return cells
 
     columns = ["figure", "mean", "range", "target", "splits meeting it"]
+    columns += [f"{VARIANTS[k]}: mean (splits)" for k in variants]
+    note = ""
+    if variants:
+        note = (
+            " Other columns, on the same splits: the cascade's tuner with the one-standard-error "
+            "tie-break (`CASCADE_TIE_BREAK_SE=1`: among certified sets within one paired "
+            "standard error of the cheapest, the fewest images to stage 2), and every policy "
+            "tuned with the miss price in its objective, as `cascade retune` does (the summary "
+            "and the main columns leave misses to the bound alone)."
+        )
     return [
         f"## Over {again['splits']} random tune/measure splits",
         "",
         f"Each split tunes every policy on one random half at alpha = {again['alpha']:.4g} and "
         f"measures on the other; the summary above is the first split. Certified in "
-        f"{again['certified_share']:.0%} of splits. `stage2_only_*`: stage 2 on every image.",
+        f"{again['certified_share']:.0%} of splits. `stage2_only_*`: stage 2 on every image."
+        + note,
         "",
         *table_lines(columns, (row(k, e) for k, e in again["figures"].items())),
         "",

@@ -13,6 +13,8 @@ points on a cost / miss-rate plane. Single-stage policies need no Bonferroni ste
 For the frontier the price of a miss is left out of the tuning objective, so that alpha alone
 sets how many misses a policy may make: each point then answers "what does this miss rate cost
 per image?" (compute + humans + false blocks). The total with misses priced is reported too.
+``price_misses`` tunes with the miss price in the objective instead, as ``cascade retune`` does
+in the product (the bound then often does not bind: a miss at $5 is dearer than 100 reviews).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from cascade.policy import ThresholdSet
 from feedback.bound import miss_pvalues
 from feedback.costs import StageCosts
 from feedback.estimate import estimate
-from feedback.optimise import ThresholdGrid, optimise
+from feedback.optimise import TIE_BREAK_SE, ThresholdGrid, optimise
 from feedback.sample import AuditSample, FloatArray
 
 POLICIES = ("stage1+humans", "stage2+humans", "cascade")
@@ -129,11 +131,14 @@ def held_out_half(n: int, seed: int = 0) -> npt.NDArray[np.bool_]:
 def compare_policies(
     s1: npt.ArrayLike, s2: npt.ArrayLike, label: npt.ArrayLike, costs: StageCosts,
     *, alphas: tuple[float, ...], delta: float, seed: int = 0,
-    grid: ThresholdGrid | None = None,
+    grid: ThresholdGrid | None = None, tie_break_se: float = TIE_BREAK_SE,
+    price_misses: bool = False,
 ) -> list[PolicyPoint]:  # fmt: skip
-    """Tune every policy on a random half of the images for each alpha; measure on the rest."""
+    """Tune every policy on a random half of the images for each alpha; measure on the rest.
+    ``tie_break_se`` goes to the cascade's tuner (:func:`feedback.optimise.optimise`);
+    ``price_misses``: see the module docstring."""
     grid = grid or ThresholdGrid.default()
-    tuning = replace(costs, miss=0.0)
+    tuning = costs if price_misses else replace(costs, miss=0.0)
     a1, a2 = np.asarray(s1, dtype=np.float64), np.asarray(s2, dtype=np.float64)
     y = np.asarray(label, dtype=np.float64)
     test = held_out_half(len(y), seed)
@@ -151,7 +156,8 @@ def compare_policies(
             points.append(
                 single_stage_point(name, score[test], y[test], lo, hi, costs, price, alpha, ok)
             )
-        opt = optimise(cal_sample, tuning, alpha=alpha, delta=delta, grid=grid)
+        opt = optimise(cal_sample, tuning, alpha=alpha, delta=delta, grid=grid,
+                       tie_break_se=tie_break_se)  # fmt: skip
         points.append(cascade_point(test_sample, opt.thresholds, costs, alpha, opt.certified))
     return points
 

@@ -75,6 +75,14 @@ def test_resampled_figures_repeat_the_summary_on_other_splits() -> None:
     assert total["min"] <= total["mean"] <= total["max"]
     assert total["met_share"] == np.mean([r < 1 for r in ratios])
     assert "met_share" not in again["figures"]["miss_rate"]  # no target: no share
+    lean = resampled(probs, y, COSTS, alpha=alpha, delta=0.1, splits=4, seed=7, tie_break_se=3)
+    for tied, cheap in zip(lean["per_split"], runs, strict=True):
+        assert tied["certified"] == cheap["certified"]  # same split, same certificate
+        assert tied["stage1_decided_share"] >= cheap["stage1_decided_share"] - 0.02
+    priced = resampled(probs, y, COSTS, alpha=alpha, delta=0.1, splits=4, seed=7,
+                       price_misses=True)  # fmt: skip
+    priced_miss = np.mean([r["miss_rate"] for r in priced["per_split"]])
+    assert priced_miss <= np.mean([r["miss_rate"] for r in runs])  # $5 a miss: fewer misses
 
 
 SUMMARY_KEYS = {
@@ -112,5 +120,11 @@ def test_bench_command_writes_its_reports_with_exactly_the_summary_keys(tmp_path
         assert result["prices"]["priced_by"][stage]["seconds_per_image"] > 0
         assert result["prices"]["demo_models"][stage]["seconds_per_image"] > 0
     assert len(result["resampled"]["per_split"]) == 50
+    variants = result["resampled_variants"]
+    assert result["resampled"]["tie_break_se"] == 0.0 and not result["resampled"]["price_misses"]
+    assert variants["tie_break"]["tie_break_se"] == 1.0
+    assert variants["misses_priced"]["price_misses"] is True
+    assert all(len(v["per_split"]) == 50 for v in variants.values())
+    assert "misses priced in tuning" in (tmp_path / "out" / "cascade.md").read_text()
     assert (tmp_path / "out" / "cascade.png").read_bytes()[:4] == b"\x89PNG"
     assert "`stage1_decided_share`" in (tmp_path / "out" / "cascade.md").read_text()
