@@ -5,7 +5,8 @@ miss rate (and optionally its false-block rate), pick the cheapest certified set
 Pure core: :mod:`feedback.sample`, :mod:`feedback.bound`, :mod:`feedback.costs`,
 :mod:`feedback.estimate`, :mod:`feedback.tables` (every candidate at once),
 :mod:`feedback.ltt` (the multiple testing and its proof), :mod:`feedback.risk`,
-:mod:`feedback.optimise`, :mod:`feedback.drift` (the drift guard's tests),
+:mod:`feedback.optimise` (with its optional tie-break, :mod:`feedback.tiebreak`),
+:mod:`feedback.drift` (the drift guard's tests),
 :mod:`feedback.signals`, and the exact synthetic world the benchmarks and tests measure against
 (:mod:`feedback.simulate`, :mod:`feedback.oracle`). Thin edges: :mod:`feedback.store`
 (database), the jobs :mod:`feedback.retune`, :mod:`feedback.drift_guard`,

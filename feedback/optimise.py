@@ -182,6 +182,7 @@ class _Ask:
     design: str
     review_limit: float | None
     tie_break_se: float = TIE_BREAK_SE
+    leaner: bool = False  # the tie-break chose a set other than the cheapest
 
 
 def optimise(
@@ -253,9 +254,12 @@ def _choose(
         limit = None
         found = search(tables, costs, n_lo, allowed, limit, blockable)
     assert found is not None  # t1_hi = t1_lo = 0 is always a completion
+    cheapest_found = found
     if ask.tie_break_se > 0 and not fallback:
         found = leanest_within(sample, grid, tables, costs, found, (allowed, blockable), limit,
                                ask.tie_break_se)  # fmt: skip
+    if found != cheapest_found:
+        ask = replace(ask, leaner=True)
     i, j, k, m = found
     v = grid.values
     ts = ThresholdSet(float(v[i]), float(v[j]), float(v[k]), float(v[m]))
@@ -318,6 +322,10 @@ def _note(
         note = f"misses certified; no block thresholds certified at beta={ask.beta}: blocks only scores of 1.0"
     if ask.review_limit is not None:
         note += f"; at most {ask.review_limit:.4g} of images to humans"
+    if ask.leaner:
+        plural = "" if ask.tie_break_se == 1 else "s"
+        note += (f"; the set with the fewest images to stage 2 within {ask.tie_break_se:g} "
+                 f"standard error{plural} of the cheapest")  # fmt: skip
     return note
 
 

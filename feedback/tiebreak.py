@@ -62,7 +62,9 @@ class PairedError:
     ) -> None:
         v, w = grid.values, sample.weights
         total = float(w.sum())
-        ts = ThresholdSet(*(float(v[x]) for x in base))
+        ts = ThresholdSet(
+            float(v[base[0]]), float(v[base[1]]), float(v[base[2]]), float(v[base[3]])
+        )
         dollars = per_image(sample, ts, _errors_only(costs))["cost"]
         var_w = (w / total) ** 2
         self._n_lo = grid.n_lo
@@ -111,8 +113,7 @@ def leanest_within(
     floor = float(surfaces(criterion, i0, costs, n_lo)[0][j0, k0, m0])
     reach = criterion.one[:size, size]  # weight with s1 below each grid value
     best: tuple[float, float, Candidate] | None = None
-    for i in np.flatnonzero(allowed.any(axis=1)):
-        i = int(i)
+    for i in map(int, np.flatnonzero(allowed.any(axis=1))):
         cost, ok = feasible(criterion, i, costs, n_lo, review_limit)
         ok &= allowed[i][None, :, None]
         if blockable is not None:

@@ -115,3 +115,6 @@ def test_optimise_chooses_a_certified_set_no_busier_at_stage2_and_within_noise()
     assert plain.estimate is not None and lean.estimate is not None
     assert lean.estimate.reach_stage2 <= plain.estimate.reach_stage2
     assert lean.estimate.cost - plain.estimate.cost <= 3 * plain.estimate.se["cost"]
+    assert lean.thresholds != plain.thresholds  # the rule has something to do here
+    assert "fewest images to stage 2 within 1 standard error of" in lean.note
+    assert "stage 2" not in plain.note
