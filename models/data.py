@@ -39,9 +39,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def inputs(self, cfg: PreprocessConfig) -> np.ndarray:
-        """Float32 model inputs ``[N, 3, S, S]`` (normalised, as the engines expect)."""
-        return normalize(self.pixels, cfg)
+    def inputs(self, cfg: PreprocessConfig, rows: slice = slice(None)) -> np.ndarray:
+        """Float32 model inputs ``[N, 3, S, S]`` (normalised, as the engines expect) of the
+        images in ``rows`` (all by default; four times the pixels' memory, so score large
+        splits a slice at a time)."""
+        return normalize(self.pixels[rows], cfg)
 
     @property
     def bands(self) -> np.ndarray:
