@@ -148,16 +148,22 @@ def surfaces(t: CellTables, i: int, costs: StageCosts, n_lo: int) -> tuple[Float
 
 
 def feasible(
-    t: CellTables, i: int, costs: StageCosts, n_lo: int, review_limit: float | None
-) -> tuple[FloatArray, BoolArray]:
+    t: CellTables, i: int, costs: StageCosts, n_lo: int, review_limit: float | None,
+    allowed: BoolArray | None = None, blockable: BoolArray | None = None,
+) -> tuple[FloatArray, BoolArray]:  # fmt: skip
     """Cost surface for ``t1_lo`` index ``i`` and which ``(j, k, m)`` are valid candidates:
-    ``t1_hi >= t1_lo``, ``t2_hi >= t2_lo``, and the human share within the limit."""
+    ``t1_hi >= t1_lo``, ``t2_hi >= t2_lo``, the human share within the limit, and the allow
+    pair ``(i, k)`` ``allowed`` and block pair ``(j, m)`` ``blockable`` (all when None)."""
     size = t.size
     idx = np.arange(size)
     cost, review = surfaces(t, i, costs, n_lo)
     ok = (idx >= i)[:, None, None] & (idx[None, :] >= np.arange(n_lo)[:, None])[None]
     if review_limit is not None:
         ok = ok & (review <= review_limit + 1e-12)
+    if allowed is not None:
+        ok = ok & allowed[i][None, :, None]
+    if blockable is not None:
+        ok = ok & blockable[:, None, :]
     return cost, ok
 
 
@@ -174,10 +180,7 @@ def search(
     limit; None when there is none."""
     best: tuple[float, tuple[int, int, int, int]] | None = None
     for i in np.flatnonzero(allowed.any(axis=1)):
-        cost, ok = feasible(t, int(i), costs, n_lo, review_limit)
-        ok &= allowed[i][None, :, None]
-        if blockable is not None:
-            ok &= blockable[:, None, :]
+        cost, ok = feasible(t, int(i), costs, n_lo, review_limit, allowed, blockable)
         if ok.any():
             flat = int(np.argmin(np.where(ok, cost, np.inf)))
             if best is None or cost.flat[flat] < best[0]:
@@ -197,9 +200,7 @@ def cost_per_allow_pair(
     ``blockable`` block pair (inf when none fits the review limit)."""
     out = np.full((n_lo, n_lo), np.inf)
     for i in range(n_lo):
-        cost, ok = feasible(t, i, costs, n_lo, review_limit)
-        if blockable is not None:
-            ok &= blockable[:, None, :]
+        cost, ok = feasible(t, i, costs, n_lo, review_limit, blockable=blockable)
         out[i] = np.where(ok, cost, np.inf).min(axis=(0, 2))
     return out
 
@@ -215,7 +216,6 @@ def cost_per_block_pair(
     pair is ``allowed`` (inf when none)."""
     out = np.full((t.size, t.size), np.inf)
     for i in np.flatnonzero(allowed.any(axis=1)):
-        cost, ok = feasible(t, int(i), costs, n_lo, review_limit)
-        ok &= allowed[i][None, :, None]
+        cost, ok = feasible(t, int(i), costs, n_lo, review_limit, allowed)
         out = np.minimum(out, np.where(ok, cost, np.inf).min(axis=1))
     return out

@@ -114,10 +114,7 @@ def leanest_within(
     reach = criterion.one[:size, size]  # weight with s1 below each grid value
     best: tuple[float, float, Candidate] | None = None
     for i in map(int, np.flatnonzero(allowed.any(axis=1))):
-        cost, ok = feasible(criterion, i, costs, n_lo, review_limit)
-        ok &= allowed[i][None, :, None]
-        if blockable is not None:
-            ok &= blockable[:, None, :]
+        cost, ok = feasible(criterion, i, costs, n_lo, review_limit, allowed, blockable)
         if not ok.any():
             continue
         diff, err = paired.at(i)
