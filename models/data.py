@@ -23,6 +23,7 @@ import numpy as np
 
 from models.preprocess import PreprocessConfig, decode_image, normalize, resize_image
 from models.registry import CLASS_NAMES
+from models.synthetic import UNDECIDABLE
 
 MAX_PIXELS = 40_000_000
 UNBANDED = "all"  # the band of images whose manifest names none (external data sets)
@@ -44,6 +45,23 @@ class Split:
         images in ``rows`` (all by default; four times the pixels' memory, so score large
         splits a slice at a time)."""
         return normalize(self.pixels[rows], cfg)
+
+    @property
+    def targets(self) -> np.ndarray:
+        """P(block) each image is trained toward: its label, except in a band no model can
+        decide (``models.synthetic.UNDECIDABLE``), where it is that band's share of harmful
+        images in this split. Hard labels there are coin flips given the image, and a model
+        fitted to them learns noise: stage 1 of world 9 spread its scores on covered signs over
+        0.06-0.77 where the truth is one value for all, and a covered harmful sign scored 0.03
+        was allowed with the plainly benign images. Real data's counterpart is the share of
+        moderators who voted "block" where they disagree."""
+        targets = self.labels.astype(np.float32)
+        bands = self.bands
+        for band in UNDECIDABLE:
+            sel = bands == band
+            if sel.any():
+                targets[sel] = targets[sel].mean()
+        return targets
 
     @property
     def bands(self) -> np.ndarray:

@@ -32,6 +32,9 @@ class StageSpec:
     batch_size: int = 64
     lr: float = 2e-3
     warmup: float = 0.15  # share of the schedule spent warming the learning rate up
+    # Weight of a harmful image's loss against a benign one's (``models.train``: why a screener
+    # wants more than 1); the logit is corrected for the prior it shifts before calibration.
+    positive_weight: float = 1.0
     # Extra timm constructor arguments, e.g. width/depth multipliers of a smaller variant.
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -50,7 +53,9 @@ PRESETS: dict[str, dict[int, StageSpec]] = {
     # Stage 2 is EfficientNet-V2-B0 at half width and depth: full B0 at 128 px trains at
     # ~8 images/s on 2 busy shared cores, too slow for a demo; this one at ~27.
     "demo": {
-        1: StageSpec(1, "mobilenetv3_small_075", 64, epochs=32, batch_size=64, lr=3e-3),
+        1: StageSpec(
+            1, "mobilenetv3_small_075", 64, epochs=32, batch_size=64, lr=3e-3, positive_weight=4.0
+        ),
         2: StageSpec(
             2,
             "tf_efficientnetv2_b0",

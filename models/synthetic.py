@@ -72,6 +72,9 @@ from models.synthetic_draw import background, place_sign
 
 GENERATOR_VERSION = 9
 BANDS = ("easy", "medium", "ambiguous")
+# Bands whose label no model can read off the image: training targets their base rate there
+# (``models.data.Split.targets``), the way a team trains on moderators' split votes.
+UNDECIDABLE = ("ambiguous",)
 SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 # label (harmful?) -> band -> share of that label's images
 Mix = Mapping[bool, Mapping[str, float]]

@@ -106,3 +106,77 @@ def test_ece_of_perfectly_calibrated_scores_is_small() -> None:
     labels = (rng.random(20000) < p).astype(np.int64)
     assert expected_calibration_error(p, labels) < 0.02
     assert expected_calibration_error(np.ones(100), np.zeros(100)) == pytest.approx(1.0)
+
+
+def test_weighted_loss_equals_torch_cross_entropy_on_hard_labels() -> None:
+    import torch
+
+    from models.train import weighted_cross_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(64, 2, generator=gen), torch.randint(0, 2, (64,), generator=gen)
+    for w in (1.0, 4.0):
+        expected = torch.nn.functional.cross_entropy(logits, labels, weight=torch.tensor([1.0, w]))
+        assert float(weighted_cross_entropy(logits, labels.float(), w)) == pytest.approx(
+            float(expected), rel=1e-6
+        )
+
+
+def test_undoing_the_positive_weight_recovers_the_unweighted_fit() -> None:
+    """Weighting harmful examples by w moves the fitted logit by log w; the head's bias gives
+    it back (what ``positive_weight`` relies on to keep scores probabilities)."""
+    import torch
+
+    from models.train import _undo_weight, weighted_cross_entropy
+
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(1, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+        def get_classifier(self) -> torch.nn.Module:
+            return self.fc
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(20000) < 0.3).astype(np.float32)
+    x = torch.from_numpy((rng.normal(0, 1, 20000) + 1.5 * y).astype(np.float32)[:, None])
+    target = torch.from_numpy(y)
+
+    def fitted(w: float) -> Head:
+        torch.manual_seed(0)
+        head = Head()
+        opt = torch.optim.LBFGS(head.parameters(), lr=0.5, max_iter=200)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = weighted_cross_entropy(head(x), target, w)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return head
+
+    def margin(head: Head) -> np.ndarray:
+        grid = torch.linspace(-2, 3, 11)[:, None]
+        with torch.no_grad():
+            z = head(grid)
+        return (z[:, 1] - z[:, 0]).numpy()
+
+    plain, weighted = fitted(1.0), fitted(4.0)
+    assert margin(weighted) - margin(plain) == pytest.approx(np.full(11, np.log(4.0)), abs=0.05)
+    _undo_weight(weighted, 4.0)
+    assert margin(weighted) == pytest.approx(margin(plain), abs=0.05)
+
+
+def test_training_targets_are_the_base_rate_where_no_model_can_decide() -> None:
+    from models.data import Split
+
+    labels = np.array([1, 0, 1, 0, 0, 1, 0])
+    bands = ["easy", "easy", "ambiguous", "ambiguous", "ambiguous", "medium", "ambiguous"]
+    split = Split(np.zeros((7, 2, 2, 3), np.uint8), labels, [{"band": b} for b in bands])
+    assert split.targets.tolist() == pytest.approx([1, 0, 0.25, 0.25, 0.25, 1, 0.25])
+    unbanded = Split(np.zeros((2, 2, 2, 3), np.uint8), np.array([1, 0]), [{}, {}])
+    assert unbanded.targets.tolist() == [1.0, 0.0]
