@@ -50,6 +50,8 @@ PRESETS: dict[str, dict[int, StageSpec]] = {
     # It trains for 32 epochs: at 20 its training loss still matched its validation loss
     # (0.23), it was underfit, not memorising; on held-out traffic 32 epochs let it allow 83 %
     # of images with 10 harmful ones in 20,000 below the threshold, against 74 % at 20.
+    # Its loss weighs a harmful image 4x (models.train: why): on two seeds it then decided >= 80 %
+    # of traffic in 70-90 % of the cascade benchmark's splits instead of 42 %.
     # Stage 2 is EfficientNet-V2-B0 at half width and depth: full B0 at 128 px trains at
     # ~8 images/s on 2 busy shared cores, too slow for a demo; this one at ~27.
     "demo": {
