@@ -52,7 +52,7 @@ class Split:
         decide (``models.synthetic.UNDECIDABLE``), where it is that band's share of harmful
         images in this split. Hard labels there are coin flips given the image, and a model
         fitted to them learns noise: stage 1 of world 9 spread its scores on covered signs over
-        0.06-0.77 where the truth is one value for all, and a covered harmful sign scored 0.03
+        0.06-0.78 where the truth is one value for all, and a covered harmful sign scored 0.03
         was allowed with the plainly benign images. Real data's counterpart is the share of
         moderators who voted "block" where they disagree."""
         targets = self.labels.astype(np.float32)

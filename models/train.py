@@ -16,7 +16,7 @@
   back after training (``_undo_weight``), before the temperature is fitted.
 - **Undecidable images are trained toward their base rate** (``models.data.Split.targets``):
   hard labels on the ambiguous tail are coin flips given the image, and fitting them taught the
-  models noise (scores spread over 0.06-0.77 where one value is right for every such image).
+  models noise (scores spread over 0.06-0.78 where one value is right for every such image).
 - **Augmentation keeps the cue** (``models.data.augment``: flips and quarter turns).
 - **Channels-last tensors** (NHWC) while training and scoring: on this 2-core CPU a training step
   ran 1.9x faster for stage 1 (374 -> 713 images/s on one thread) and 1.4x for stage 2 (122 ->
