@@ -5,9 +5,11 @@
 1. *Learn*: on an **ordering** sample ``D1`` — a random part of the audit sample, or a previous
    audit window that shares no image with this one — build one sequence of candidate pairs
    ``h_1, h_2, …`` from safest to cheapest: the cost/risk frontier of ``D1`` (for each level of
-   estimated risk, the cheapest pair that reaches it), ending at the pair ``D1`` finds cheapest
-   overall. Estimated risk is smoothed by a logistic model of ``P(harmful | scores)`` fitted on
-   ``D1``: it only orders the sequence, so a wrong model costs money, never validity.
+   estimated risk, the cheapest pair that reaches it), down to the cheapest pair of all,
+   whatever its risk: the test stops where risk gets too high, and pairs at the end cost the
+   test nothing. Estimated risk is smoothed by a model of ``P(harmful | scores)`` fitted on ``D1``
+   (:func:`harm_probability`, additive in the two logits): it only orders the sequence, so a
+   wrong model costs money, never validity.
 2. *Test*: on the **testing** sample ``D2`` (the rest), walk the sequence with exact binomial
    p-values of H0 "risk of h_t > alpha" at the full level ``ℓ``, and stop at the first p-value
    above ``ℓ``. Certified: the pairs before the stop.
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.interpolate import BSpline
 
 from feedback.bound import miss_pvalues
 from feedback.risk import size_of_test_part
@@ -82,32 +85,104 @@ def split(
     return order, AuditSample(test.s1, test.s2, test.label, common)
 
 
-def _features(sample: AuditSample) -> FloatArray:
+SPLINE_BASES = 20  # cubic B-splines per logit, equally spaced over the sample's range
+SMOOTHING = (1e4, 100.0, 1.0)  # roughness penalties tried, stiffest first
+
+
+def _logits(sample: AuditSample) -> list[FloatArray]:
     clipped = [np.clip(s, 1e-6, 1 - 1e-6) for s in (sample.s1, sample.s2)]
-    return np.column_stack([np.ones(sample.n)] + [np.log(s / (1 - s)) for s in clipped])
+    return [np.log(s / (1 - s)) for s in clipped]
 
 
-def harm_probability(sample: AuditSample, ridge: float = 1e-3) -> FloatArray:
-    """``P(harmful | s1, s2)`` for each image of ``sample``, by a weighted logistic regression
-    on the two logits fitted on the same sample (Newton steps with a small ridge, so that a
-    sample without one of the classes still gives finite answers)."""
-    x, y, w = _features(sample), sample.label, sample.weights / sample.weights.mean()
-    beta = np.zeros(x.shape[1])
-    for _ in range(50):
+def _spline_basis(x: FloatArray, bases: int) -> FloatArray:
+    """Equally spaced cubic B-splines spanning ``[min x, max x]``: ``(len(x), bases)``."""
+    lo, hi = float(x.min()), float(x.max())
+    hi = max(hi, lo + 1.0)
+    step = (hi - lo) / (bases - 3)
+    knots = lo + step * np.arange(-3, bases + 1)
+    inside = np.clip(x, knots[3], knots[bases])  # the span, as rounded
+    return np.asarray(BSpline.design_matrix(inside, knots, 3).toarray())
+
+
+@dataclass(frozen=True)
+class _Fit:
+    beta: FloatArray
+    q: FloatArray
+    deviance: float
+    dof: float  # effective degrees of freedom: trace of the smoother's hat matrix
+
+
+def _penalised_logistic(
+    x: FloatArray, y: FloatArray, w: FloatArray, penalty: FloatArray, start: FloatArray
+) -> _Fit:
+    """Weighted logistic regression maximising the likelihood less ``beta' penalty beta / 2``
+    (Newton steps)."""
+    beta = start.copy()
+    for _ in range(100):
         q = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -30, 30)))
-        grad = x.T @ (w * (y - q)) - ridge * beta
-        hess = (x * (w * q * (1 - q))[:, None]).T @ x + ridge * np.eye(x.shape[1])
+        grad = x.T @ (w * (y - q)) - penalty @ beta
+        hess = (x * (w * q * (1 - q))[:, None]).T @ x + penalty
         step = np.linalg.solve(hess, grad)
         beta += step
         if np.max(np.abs(step)) < 1e-8:
             break
-    return 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -30, 30)))
+    q = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -30, 30)))
+    info = (x * (w * q * (1 - q))[:, None]).T @ x
+    dof = float(np.trace(np.linalg.solve(info + penalty, info)))
+    p = np.clip(q, 1e-12, 1 - 1e-12)
+    deviance = float(-2.0 * np.sum(w * (y * np.log(p) + (1 - y) * np.log(1 - p))))
+    return _Fit(beta, q, deviance, dof)
 
 
-def frontier(cost: FloatArray, risk: FloatArray, price: float) -> list[Pair]:
+def harm_probability(
+    sample: AuditSample, ridge: float = 1e-3, *, bases: int = SPLINE_BASES,
+    smoothing: tuple[float, ...] = SMOOTHING, per_dof: float | None = None,
+) -> FloatArray:  # fmt: skip
+    """``P(harmful | s1, s2)`` for each image of ``sample``, fitted on the same sample (weighted
+    by inverse inclusion probability): an additive logistic model ``b + f1(logit s1) +
+    f2(logit s2)``, each ``f`` a penalised cubic spline (a P-spline: Eilers & Marx 1996).
+
+    The penalty on second differences of each spline's coefficients shrinks ``f`` toward a
+    straight line, so the stiffest fit is the logistic regression on the two logits. The
+    penalty is chosen among ``smoothing`` by the Bayesian information criterion (deviance +
+    ``log n`` x effective degrees of freedom; ``per_dof`` overrides ``log n``): the stiff fit
+    wins unless the labels clearly ask for a bend, so few labels, or a world whose posterior
+    is logistic, get the logistic regression. The bend is there for a calibrated stage 2 with
+    an undecidable band: its ``P(harmful | s2)`` is about 0 below the band, a third in it and
+    1 near 1, which no one slope draws (a logistic fit overstates the risk of allowing low
+    stage-2 scores, and the sequence then ends early). A small ``ridge`` keeps the answers
+    finite on a sample without one of the classes.
+    """
+    if sample.n == 0:
+        return np.zeros(0)
+    y, w = sample.label, sample.weights / sample.weights.mean()
+    x = np.column_stack([np.ones(sample.n)] + [_spline_basis(v, bases) for v in _logits(sample)])
+    second = np.diff(np.eye(bases), 2, axis=0)
+    rough = np.zeros((x.shape[1], x.shape[1]))
+    for k in range(2):
+        part = slice(1 + k * bases, 1 + (k + 1) * bases)
+        rough[part, part] = second.T @ second
+    ridge_part = ridge * np.eye(x.shape[1])
+    price = np.log(max(sample.n, 2)) if per_dof is None else per_dof
+    start, best = np.zeros(x.shape[1]), None
+    for lam in smoothing:
+        fit = _penalised_logistic(x, y, w, lam * rough + ridge_part, start)
+        start = fit.beta
+        if best is None or fit.deviance + price * fit.dof < best.deviance + price * best.dof:
+            best = fit
+    assert best is not None, "no smoothing penalty to try"
+    return best.q
+
+
+def frontier(cost: FloatArray, risk: FloatArray) -> list[Pair]:
     """The sequence to test: pairs in order of rising estimated ``risk``, each strictly cheaper
-    (by ``cost``, which excludes the priced risk) than every pair before it, ending at the pair
-    that minimises ``cost + price·risk`` — pairs after it are dearer even with their risk free.
+    (by ``cost``, which excludes the priced risk) than every pair before it.
+
+    It is not cut at the pair that ``D1`` prices cheapest (cost plus the price of its estimated
+    risk): a fixed sequence loses nothing to pairs after the ones that matter, and the choice
+    among certified pairs is made later on all the audit data, whose estimate of the risk rests
+    on more labels than ``D1``'s. Cut there, the sequence ended wherever ``D1``'s smoother put the
+    optimum, which cost money whenever it overstated the risk of cheap pairs.
     """
     finite = np.isfinite(cost)
     order = np.lexsort((cost[finite], risk[finite]))
@@ -118,10 +193,7 @@ def frontier(cost: FloatArray, risk: FloatArray, price: float) -> list[Pair]:
         if cost[a, b] < best - 1e-15:
             path.append((int(a), int(b)))
             best = cost[a, b]
-    if not path:
-        return path
-    totals = [cost[p] + price * risk[p] for p in path]
-    return path[: int(np.argmin(totals)) + 1]
+    return path
 
 
 @dataclass(frozen=True, eq=False)

@@ -145,13 +145,13 @@ def _order(
     if ceiling is not None:
         lo = grid.values[:n_lo]
         cost[~((lo <= ceiling.t1_lo)[:, None] & (lo <= ceiling.t2_lo)[None, :])] = np.inf
-    path = ltt.frontier(cost, risk, costs.miss)
+    path = ltt.frontier(cost, risk)
     if beta is None:
         return path, []
     plan = (risk <= alpha) & np.isfinite(cost)
     plan[0, 0] = True
     fb_cost = cost_per_block_pair(tables, replace(costs, false_block=0.0), n_lo, plan, limit)
-    return path, ltt.frontier(fb_cost, fb_risk, costs.false_block)
+    return path, ltt.frontier(fb_cost, fb_risk)
 
 
 def _test(

@@ -44,21 +44,19 @@ def test_split_thins_unequal_audit_rates_to_one_probability() -> None:
     assert test.n < 0.7 * 20_000 * (0.5 + 0.5 * 0.25) * 1.1
 
 
-def test_frontier_walks_from_safe_to_cheap_and_stops_at_the_best_total() -> None:
+def test_frontier_walks_from_safe_to_the_cheapest_pair() -> None:
     rng = np.random.default_rng(0)
     risk = np.sort(rng.random((6, 6)), axis=None).reshape(6, 6)
     cost = rng.random((6, 6))
-    path = ltt.frontier(cost, risk, price=0.3)
+    path = ltt.frontier(cost, risk)
     r = np.array([risk[p] for p in path])
     c = np.array([cost[p] for p in path])
     assert np.all(np.diff(r) >= 0) and np.all(np.diff(c) < 0)
-    total = cost + 0.3 * risk
-    assert total[path[-1]] == pytest.approx(min(total[p] for p in path))
+    assert path[0] == np.unravel_index(np.argmin(risk), risk.shape)
+    assert cost[path[-1]] == cost.min()  # not cut where some price of risk is least
     # Every pair off the path is beaten by a path pair that is no riskier and no dearer.
     for a, b in np.ndindex(6, 6):
-        assert any(risk[p] <= risk[a, b] and cost[p] <= cost[a, b] for p in path) or (
-            total[a, b] >= total[path[-1]]
-        )
+        assert any(risk[p] <= risk[a, b] and cost[p] <= cost[a, b] for p in path)
 
 
 def test_fixed_sequence_stops_at_the_first_failure() -> None:
@@ -104,3 +102,44 @@ def test_harm_model_recovers_the_posterior_where_it_is_logistic() -> None:
     num = world.prevalence * density(harmful)
     truth = num / (num + (1 - world.prevalence) * density(benign))
     assert np.mean(np.abs(q - truth)) < 0.01
+
+
+def _undecidable_world(n: int, seed: int) -> tuple[AuditSample, np.ndarray]:
+    """A calibrated stage 2 with an undecidable band, as recipe 7 trains: clear images score
+    near 0 or 1, the band scores about 0.45 and a third of it is harmful. The truth
+    ``P(harmful | s2)`` is a plateau no single slope on the logit draws."""
+    rng = np.random.default_rng(seed)
+    band = rng.random(n) < 0.03
+    harmful = np.where(band, rng.random(n) < 1 / 3, rng.random(n) < 0.04)
+    centre = np.where(band, 0.0, np.where(harmful, 5.0, -5.0))
+    l2 = centre + rng.normal(0, np.where(band, 0.3, 1.2))
+    l1 = 0.6 * l2 + rng.normal(0, 1.0, n)
+    s1, s2 = 1 / (1 + np.exp(-l1)), 1 / (1 + np.exp(-l2))
+    dens = [stats.norm.pdf(l2, c, sd) for c, sd in ((0.0, 0.3), (5.0, 1.2), (-5.0, 1.2))]
+    band_harm, clear_harm, clear_safe = 0.03 / 3 * dens[0], 0.97 * 0.04 * dens[1], 0.97 * 0.96 * dens[2]
+    truth = (band_harm + clear_harm) / (0.03 * dens[0] + clear_harm + clear_safe)
+    return AuditSample.of(s1, s2, harmful.astype(np.float64), 0.3), truth
+
+
+def test_harm_model_follows_a_plateau_that_one_slope_cannot() -> None:
+    sample, truth = _undecidable_world(20_000, seed=7)
+    flexible = ltt.harm_probability(sample)
+    stiff = ltt.harm_probability(sample, smoothing=(1e8,))  # the logistic regression on logits
+    band = (sample.s2 > 0.3) & (sample.s2 < 0.7)
+    err = {k: np.mean(np.abs(q - truth)[band]) for k, q in (("flexible", flexible), ("stiff", stiff))}
+    assert err["flexible"] < 0.75 * err["stiff"]
+    # Below the band harm is ~0: the stiff model's overstatement there ended the sequence early.
+    low = sample.s2 < 0.2
+    assert truth[low].sum() < 0.01
+    assert flexible[low].sum() < 0.6 * stiff[low].sum()
+    assert abs(flexible.sum() - sample.label.sum()) < 1  # a logistic fit keeps the total
+
+
+def test_harm_model_stays_stiff_on_few_labels_and_finite_without_one_class() -> None:
+    sample, _ = _undecidable_world(300, seed=8)
+    q = ltt.harm_probability(sample)
+    stiff = ltt.harm_probability(sample, smoothing=(1e8,))
+    assert np.max(np.abs(q - stiff)) < 0.05
+    none = AuditSample(sample.s1, sample.s2, np.zeros(sample.n), sample.p)
+    assert np.all(np.isfinite(ltt.harm_probability(none)))
+    assert ltt.harm_probability(sample.subset(np.zeros(sample.n, dtype=bool))).shape == (0,)
