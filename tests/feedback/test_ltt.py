@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 from scipy import stats
 
 from feedback import ltt
@@ -116,7 +115,11 @@ def _undecidable_world(n: int, seed: int) -> tuple[AuditSample, np.ndarray]:
     l1 = 0.6 * l2 + rng.normal(0, 1.0, n)
     s1, s2 = 1 / (1 + np.exp(-l1)), 1 / (1 + np.exp(-l2))
     dens = [stats.norm.pdf(l2, c, sd) for c, sd in ((0.0, 0.3), (5.0, 1.2), (-5.0, 1.2))]
-    band_harm, clear_harm, clear_safe = 0.03 / 3 * dens[0], 0.97 * 0.04 * dens[1], 0.97 * 0.96 * dens[2]
+    band_harm, clear_harm, clear_safe = (
+        0.03 / 3 * dens[0],
+        0.97 * 0.04 * dens[1],
+        0.97 * 0.96 * dens[2],
+    )
     truth = (band_harm + clear_harm) / (0.03 * dens[0] + clear_harm + clear_safe)
     return AuditSample.of(s1, s2, harmful.astype(np.float64), 0.3), truth
 
@@ -126,7 +129,9 @@ def test_harm_model_follows_a_plateau_that_one_slope_cannot() -> None:
     flexible = ltt.harm_probability(sample)
     stiff = ltt.harm_probability(sample, smoothing=(1e8,))  # the logistic regression on logits
     band = (sample.s2 > 0.3) & (sample.s2 < 0.7)
-    err = {k: np.mean(np.abs(q - truth)[band]) for k, q in (("flexible", flexible), ("stiff", stiff))}
+    err = {
+        k: np.mean(np.abs(q - truth)[band]) for k, q in (("flexible", flexible), ("stiff", stiff))
+    }
     assert err["flexible"] < 0.75 * err["stiff"]
     # Below the band harm is ~0: the stiff model's overstatement there ended the sequence early.
     low = sample.s2 < 0.2
