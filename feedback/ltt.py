@@ -143,15 +143,15 @@ def harm_probability(
     f2(logit s2)``, each ``f`` a penalised cubic spline (a P-spline: Eilers & Marx 1996).
 
     The penalty on second differences of each spline's coefficients shrinks ``f`` toward a
-    straight line, so the stiffest fit is the logistic regression on the two logits. The
-    penalty is chosen among ``smoothing`` by the Bayesian information criterion (deviance +
+    straight line, so as it grows the fit becomes the logistic regression on the two logits
+    (the stiffest one tried is that, to within a bend nobody would see). The penalty is chosen among ``smoothing`` by the Bayesian information criterion (deviance +
     ``log n`` x effective degrees of freedom; ``per_dof`` overrides ``log n``): the stiff fit
     wins unless the labels clearly ask for a bend, so few labels, or a world whose posterior
     is logistic, get the logistic regression. The bend is there for a calibrated stage 2 with
     an undecidable band: its ``P(harmful | s2)`` is about 0 below the band, a third in it and
     1 near 1, which no one slope draws (a logistic fit overstates the risk of allowing low
-    stage-2 scores, and the sequence then ends early). A small ``ridge`` keeps the answers
-    finite on a sample without one of the classes.
+    stage-2 scores, which misorders the sequence and misprices the choice among certified
+    sets). A small ``ridge`` keeps the answers finite on a sample without one of the classes.
     """
     if sample.n == 0:
         return np.zeros(0)
