@@ -133,7 +133,7 @@ def test_harm_model_follows_a_plateau_that_one_slope_cannot() -> None:
         k: np.mean(np.abs(q - truth)[band]) for k, q in (("flexible", flexible), ("stiff", stiff))
     }
     assert err["flexible"] < 0.75 * err["stiff"]
-    # Below the band harm is ~0: the stiff model's overstatement there ended the sequence early.
+    # Below the band harm is ~0: the stiff model's overstatement there misordered the sequence.
     low = sample.s2 < 0.2
     assert truth[low].sum() < 0.01
     assert flexible[low].sum() < 0.6 * stiff[low].sum()
