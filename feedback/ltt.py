@@ -43,7 +43,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from scipy.interpolate import BSpline
-from scipy.special import expit, logit
 
 from feedback.bound import miss_pvalues
 from feedback.risk import size_of_test_part
@@ -91,7 +90,8 @@ SMOOTHING = (1e4, 100.0, 1.0)  # roughness penalties tried, stiffest first
 
 
 def _logits(sample: AuditSample) -> list[FloatArray]:
-    return [logit(np.clip(s, 1e-6, 1 - 1e-6)) for s in (sample.s1, sample.s2)]
+    clipped = [np.clip(s, 1e-6, 1 - 1e-6) for s in (sample.s1, sample.s2)]
+    return [np.log(s / (1 - s)) for s in clipped]
 
 
 def _spline_basis(x: FloatArray, bases: int) -> FloatArray:
@@ -119,14 +119,14 @@ def _penalised_logistic(
     (Newton steps)."""
     beta = start.copy()
     for _ in range(100):
-        q = expit(x @ beta)
+        q = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -30, 30)))
         grad = x.T @ (w * (y - q)) - penalty @ beta
         hess = (x * (w * q * (1 - q))[:, None]).T @ x + penalty
         step = np.linalg.solve(hess, grad)
         beta += step
         if np.max(np.abs(step)) < 1e-8:
             break
-    q = expit(x @ beta)
+    q = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -30, 30)))
     info = (x * (w * q * (1 - q))[:, None]).T @ x
     dof = float(np.trace(np.linalg.solve(info + penalty, info)))
     p = np.clip(q, 1e-12, 1 - 1e-12)
