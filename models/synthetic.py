@@ -5,9 +5,10 @@ ring with a diagonal cross ("X") inside. Everything else is ``allow``. Look-alik
 classes: far ones whose *colour* differs (the X-ring in blue, a green ring), close ones that
 differ only in *shape* (the red ring with an upright cross "+", an empty red ring, a bare red X,
 the X-ring in orange). Backgrounds are muted gradients with colourful clutter, noise and blur;
-the clutter is never red, pink or magenta (saturated red belongs to signs, as most uploads hold
-nothing that looks like the symbol: "nothing like it here" is what a screener must be able to
-see). Files are JPEG or PNG, 96-640 px, some RGBA, some EXIF-rotated.
+the clutter is never a saturated red, pink, magenta, violet or red-orange (saturated red belongs
+to signs, as most uploads hold nothing that looks like the symbol: "nothing like it here" is
+what a screener must be able to see; ``models.synthetic_draw.RED_HUES``). Files are JPEG or
+PNG, 96-640 px, some RGBA, some EXIF-rotated.
 
 **Why three bands.** A cascade pays only where most traffic is easy for a small, low-resolution
 screener, a minority needs a bigger, higher-resolution model, and a small tail needs a person.
@@ -24,15 +25,20 @@ an ``S``-pixel model input.
   main job is to allow them confidently.
 - ``medium`` — needs stage 2 (128 px). Harmful: the emblem at 8.5-11 %, opacity 85-100 %;
   benign: a close look-alike (nine in ten the "+" ring, else the empty ring) at the same size
-  and contrast. At 64 px either is a 5-7 px red ring whose sub-pixel inner strokes blur into
-  much the same blob (a screener can see a sign is there, rarely which: it must mostly say
-  "unsure"); at 128 px it spans 11-14 px and the X's diagonals are visible. Tried and dropped:
-  world 8 drew it at 9-12.5 %, some look-alikes orange (colour shows at any size), and stage 1
-  decided 82 % of the band's benign images and 44 % of its harmful ones on its own (7 % of
-  traffic needed stage 2); at 7.5-10 % (4.8-6.4 px, world 9's first draw) stage 1 left the band
-  to stage 2 but grew wary of everything (it scored 6 % of sign-free images above 0.16 and
-  5.6 % of the smallest harmful signs below 0.05), so it decided only 75 % of traffic; world 6
-  drew it at 7.5 % and 75 % opacity, and a faint blob could vanish, so the opacity stays high.
+  and contrast. Its inner strokes are thin (``SMALL_CROSS``: 0.4 of the ring's width, a
+  twentieth of the sign). At 64 px either is a 5-7 px red ring whose 0.3 px inner strokes are a
+  faint smudge (a screener can see a sign is there, not which: it must say "unsure"); at 128 px
+  it spans 11-14 px, the strokes 0.6-0.7 px, and the X's diagonals are visible. Tried and
+  dropped: world 9 drew the strokes as wide as the ring's (0.8 px at 64 px), and the X's four
+  diagonal spokes against the +'s four upright ones were enough for stage 1 to decide 71 % of
+  the band's benign images and 28 % of its harmful ones alone (89.7 % accurate on the band),
+  so only 8-10 % of traffic needed stage 2; world 8 drew it at 9-12.5 %, some look-alikes
+  orange (colour shows at any size), and stage 1 decided 82 % of the band's benign images and
+  44 % of its harmful ones on its own (7 % of traffic needed stage 2); at 7.5-10 % (4.8-6.4 px,
+  world 9's first draw) stage 1 left the band to stage 2 but grew wary of everything (it scored
+  6 % of sign-free images above 0.16 and 5.6 % of the smallest harmful signs below 0.05), so it
+  decided only 75 % of traffic; world 6 drew it at 7.5 % and 75 % opacity, and a faint blob
+  could vanish, so the size and the opacity stay high and only the strokes are thin.
   It exists because some harmful content is small, and telling it from the benign sign next to
   it takes resolution and capacity the screener lacks.
 - ``ambiguous`` — decidable at no resolution. A red ring-sign (20-40 %, large enough that
@@ -72,7 +78,7 @@ from PIL import Image, ImageFilter
 
 from models.synthetic_draw import background, place_sign
 
-GENERATOR_VERSION = 9
+GENERATOR_VERSION = 10
 BANDS = ("easy", "medium", "ambiguous")
 # Bands whose label no model can read off the image: training targets their base rate there
 # (``models.data.Split.targets``), the way a team trains on moderators' split votes.
@@ -102,6 +108,7 @@ FAR = {"blue_x_ring": 0.55, "green_ring": 0.45}
 MEDIUM_BENIGN = {"plus_ring": 0.9, "empty_ring": 0.1}  # shape only: colour shows at any size
 COVERED_BENIGN = {"plus_ring": 0.7, "empty_ring": 0.3}
 LARGE, SMALL, ANY = (0.2, 0.45), (0.085, 0.11), (0.06, 0.45)
+SMALL_CROSS = 0.4  # the medium band's inner strokes, as a share of the ring's width
 # A covered sign is drawn large enough that its sticker shows at stage 2's input size: at 10 %
 # of the image (13 px at 128 px) a covered ring passed for a small "+"-ring, the benign sign of
 # the medium band, and stage 2 learnt to call 9 % of covered harmful signs benign with
@@ -157,7 +164,7 @@ def _draw_band(
     elif band == "medium":
         kind = "x_ring" if harmful else _pick(rng, MEDIUM_BENIGN)
         deciding = place_sign(rng, img, kind, SMALL, opacity=(0.85, 1.0), occlusion_p=0.1,
-                              occlusion=(0.1, 0.2))  # fmt: skip
+                              occlusion=(0.1, 0.2), cross=SMALL_CROSS)  # fmt: skip
     else:
         kind = "x_ring" if harmful else _pick(rng, COVERED_BENIGN)
         deciding = place_sign(rng, img, kind, COVERED, opacity=(0.7, 1.0), covered=True)

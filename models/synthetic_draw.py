@@ -8,6 +8,7 @@ cross looked like is gone, whatever it was (that is what makes the ambiguous ban
 
 from __future__ import annotations
 
+import colorsys
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,11 @@ COLORS = {
     "green_ring": (30, 170, 60),
 }
 NO_CROSS = ("empty_ring", "green_ring")
+# Clutter hues, in degrees: saturated clutter outside this range is too close to a sign's red.
+# World 9 kept out 300-15 only; a stage 1 trained on it (world 10's first draw) scored 6.5 % of
+# sign-free images whose clutter came within 30 degrees of red above 0.22 (3.2 % within 30-45,
+# 2.7 % within 60-90, 0.7 % where none came within 90), so a cascade sent them to stage 2.
+RED_HUES = (40.0, 280.0)
 
 
 def jitter(rng: np.random.Generator, base: tuple[int, int, int], by: int) -> tuple[int, int, int]:
@@ -33,13 +39,13 @@ def _random_color(rng: np.random.Generator) -> tuple[int, int, int]:
 
 
 def clutter_color(rng: np.random.Generator) -> tuple[int, int, int]:
-    """Any colour but a saturated red, pink or magenta: those belong to signs, so that
-    "nothing sign-like here" is something a screener can see at 64 px."""
+    """Any colour but a saturated one outside ``RED_HUES`` (red, pink, magenta, violet and
+    red-orange): those belong to signs, so that "nothing sign-like here" is something a screener
+    can see at 64 px."""
     while True:
         r, g, b = _random_color(rng)
-        top, low = max(r, g, b), min(r, g, b)
-        saturated = top > 60 and (top - low) / top > 0.3
-        if not (saturated and r == top and (g - b < 0.25 * (top - low) or b > g)):
+        hue, saturation, value = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)
+        if saturation <= 0.3 or value <= 60 / 255 or RED_HUES[0] < 360 * hue < RED_HUES[1]:
             return r, g, b
 
 
@@ -80,8 +86,11 @@ def background(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     return img
 
 
-def sign_patch(rng: np.random.Generator, kind: str, diameter: int, *, covered: bool) -> Image.Image:
-    """The cue (``x_ring``) or a look-alike as an RGBA patch of ``diameter`` pixels."""
+def sign_patch(
+    rng: np.random.Generator, kind: str, diameter: int, *, covered: bool, cross: float = 1.0
+) -> Image.Image:
+    """The cue (``x_ring``) or a look-alike as an RGBA patch of ``diameter`` pixels; ``cross``:
+    the inner strokes' width as a share of the ring's."""
     s = int(np.clip(3 * diameter, 32, 192))  # supersampled, capped: rotation is the hot spot
     patch = Image.new("RGBA", (s, s), (0, 0, 0, 0))
     draw = ImageDraw.Draw(patch)
@@ -95,7 +104,8 @@ def sign_patch(rng: np.random.Generator, kind: str, diameter: int, *, covered: b
         base = 0.0 if kind == "plus_ring" else 45.0
         for angle in (base, base + 90.0):
             dx, dy = r * np.cos(np.radians(angle)), r * np.sin(np.radians(angle))
-            draw.line((c - dx, c - dy, c + dx, c + dy), fill=color, width=width)
+            draw.line((c - dx, c - dy, c + dx, c + dy), fill=color,
+                      width=max(1, round(width * cross)))  # fmt: skip
     if covered:  # a sticker over the whole inside, strokes included; never paper-white
         r = s / 2 - 1.3 * width
         draw.ellipse((s / 2 - r, s / 2 - r, s / 2 + r, s / 2 + r), fill=sticker_color(rng))
@@ -113,15 +123,17 @@ def place_sign(
     occlusion_p: float = 0.0,
     occlusion: tuple[float, float] = (0.1, 0.35),
     covered: bool = False,
+    cross: float = 1.0,
 ) -> dict[str, Any]:
     """Blend one sign onto ``img``: diameter ``size`` (a range, as a fraction of the longer
     side), opacity in ``opacity``, with probability ``occlusion_p`` a strip of random colour
-    over one side (``occlusion``: its share of the diameter). Returns the parameters drawn."""
+    over one side (``occlusion``: its share of the diameter); ``cross``: see :func:`sign_patch`.
+    Returns the parameters drawn."""
     w, h = img.size
     frac = float(rng.uniform(*size))
     diameter = int(np.clip(frac * max(w, h), 5, 0.9 * min(w, h)))
     alpha = float(rng.uniform(*opacity))
-    patch = sign_patch(rng, kind, diameter, covered=covered)
+    patch = sign_patch(rng, kind, diameter, covered=covered, cross=cross)
     a = np.asarray(patch)[..., 3].astype(np.float32) * alpha
     patch.putalpha(Image.fromarray(a.astype(np.uint8)))
     top = int(0.12 * h)  # keep signs out of the band RGBA files fade out

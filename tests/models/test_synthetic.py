@@ -3,6 +3,7 @@ ambiguous one is ambiguous by construction."""
 
 from __future__ import annotations
 
+import colorsys
 import hashlib
 import io
 import json
@@ -15,8 +16,16 @@ from PIL import Image
 
 from models import synthetic
 from models.preprocess import decode_image, probe_image
-from models.synthetic import BANDS, TRAFFIC, band_shares, generate_dataset, generate_image, split_of
-from models.synthetic_draw import sign_patch
+from models.synthetic import (
+    BANDS,
+    SMALL_CROSS,
+    TRAFFIC,
+    band_shares,
+    generate_dataset,
+    generate_image,
+    split_of,
+)
+from models.synthetic_draw import RED_HUES, clutter_color, sign_patch
 
 
 def digest(root: Path) -> str:
@@ -89,6 +98,32 @@ def test_medium_signs_differ_by_shape_only_and_covered_signs_not_at_all() -> Non
     covered = patch("x_ring", True)
     assert np.array_equal(covered, patch("plus_ring", True))
     assert np.array_equal(covered, patch("empty_ring", True))
+
+
+def test_medium_signs_cross_is_subpixel_at_stage_1s_size_and_shows_at_stage_2s() -> None:
+    """A medium-band sign spans 5-7 px at stage 1's 64 px and 11-14 px at stage 2's 128: its
+    thin inner strokes make the X and the + differ much less at the former than a sign drawn
+    with full strokes does, and much more at the latter."""
+
+    def differ(diameter: int, cross: float) -> float:
+        def patch(kind: str, seed: int) -> np.ndarray:
+            rng = np.random.default_rng(seed)
+            return np.asarray(sign_patch(rng, kind, diameter, covered=False, cross=cross))
+
+        return float(np.mean([
+            np.abs(patch("x_ring", s).astype(int) - patch("plus_ring", s))[..., :3].max()
+            for s in range(20)
+        ]))  # fmt: skip
+
+    assert differ(6, SMALL_CROSS) < 0.65 * differ(6, 1.0)
+    assert differ(12, SMALL_CROSS) > 1.4 * differ(6, SMALL_CROSS)
+
+
+def test_clutter_is_never_a_saturated_sign_red() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(5000):
+        hue, saturation, value = colorsys.rgb_to_hsv(*(c / 255 for c in clutter_color(rng)))
+        assert saturation <= 0.3 or value <= 60 / 255 or RED_HUES[0] < 360 * hue < RED_HUES[1]
 
 
 def test_exif_rotated_image_decodes_to_display_orientation() -> None:
