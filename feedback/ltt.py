@@ -144,8 +144,9 @@ def harm_probability(
 
     The penalty on second differences of each spline's coefficients shrinks ``f`` toward a
     straight line, so as it grows the fit becomes the logistic regression on the two logits
-    (the stiffest one tried is that, to within a bend nobody would see). The penalty is chosen among ``smoothing`` by the Bayesian information criterion (deviance +
-    ``log n`` x effective degrees of freedom; ``per_dof`` overrides ``log n``): the stiff fit
+    (the stiffest one tried is that, to within a bend nobody would see). The penalty is chosen
+    among ``smoothing`` by the Bayesian information criterion (deviance + ``log n`` x effective
+    degrees of freedom; ``per_dof`` overrides ``log n``): the stiff fit
     wins unless the labels clearly ask for a bend, so few labels, or a world whose posterior
     is logistic, get the logistic regression. The bend is there for a calibrated stage 2 with
     an undecidable band: its ``P(harmful | s2)`` is about 0 below the band, a third in it and

@@ -10,8 +10,9 @@
   split with weight ``floor + (1 - floor) * 4 p (1 - p)``, ``p`` stage 1's calibrated score,
   so images the screener is sure of are still seen, and the ones it escalates dominate.
 - **A screener weighs a missed harm above a false alarm** (``StageSpec.positive_weight``, 2 for
-  the demo's stage 1; see ``models.registry`` for why not 4): the cascade can let stage 1 allow only what scores below its lowest-scored
-  harmful images, so those images' scores matter more than any benign one's. The loss weights
+  the demo's stage 1; see ``models.registry`` for why not 4): the cascade can let stage 1 allow
+  only what scores below its lowest-scored harmful images, so those images' scores matter more
+  than any benign one's. The loss weights
   harmful terms by ``w``; that moves the fitted logit by ``log w``, which the head's bias gives
   back after training (``_undo_weight``), before the temperature is fitted.
 - **Undecidable images are trained toward their base rate** (``models.data.Split.targets``):
