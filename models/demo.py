@@ -33,11 +33,13 @@ def ensure_demo_data(data_dir: Path, *, n: int = DEMO_IMAGES, seed: int = DEMO_S
     return ensure_dataset(Path(data_dir), n=n, seed=seed, prevalence=0.5, mix="training", split=None)  # fmt: skip
 
 
-def recipe_fingerprint(data_dir: Path, stage: int, preset: str = "demo", *, after: str = "") -> str:
+def recipe_fingerprint(
+    data_dir: Path, stage: int, preset: str = "demo", *, after: str = "", train_seed: int = 0
+) -> str:
     """What a stage's weights depend on; ``after`` names the stage-1 model stage 2 focused on."""
     spec = asdict(stage_spec(stage, preset))
     blob = json.dumps(
-        [dataset_fingerprint(data_dir), spec, GENERATOR_VERSION, RECIPE_VERSION, after],
+        [dataset_fingerprint(data_dir), spec, GENERATOR_VERSION, RECIPE_VERSION, after, train_seed],
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -90,12 +92,16 @@ def ensure_demo_models(
     progress: bool = True,
     n: int = DEMO_IMAGES,
     threads: int | None = None,
+    train_seed: int = 0,
 ) -> dict[str, Any]:
     """Make ``model_dir`` hold trained, gated, calibrated, exported demo models for both stages.
 
     Returns a summary per stage (reused or trained, seconds, held-out accuracy per band, ECE,
     INT8 delta) and the data step's seconds. Raises ``ModelRefused`` when the gate refuses a
     stage. ``threads``: torch's intra-op threads (default: ``training_threads``).
+    ``train_seed``: the training's random seed (initial weights, order, augmentation); the data
+    stay the demo's, so models of two seeds differ by the training's luck alone
+    (``cascade bench seeds``).
     """
     from models.artifact import write_meta
     from models.data import cache_splits
@@ -113,14 +119,14 @@ def ensure_demo_models(
     after = ""
     for stage in (1, 2):
         directory = stage_dir(model_dir, stage)
-        recipe = recipe_fingerprint(data_dir, stage, after=after)
+        recipe = recipe_fingerprint(data_dir, stage, after=after, train_seed=train_seed)
         start = time.perf_counter()
         reused = _reusable(directory, recipe)
         if not reused:
             focus = stage_dir(model_dir, 1) if stage == 2 else None
             meta = train_stage(data_dir, model_dir, specs[stage], progress=progress,
-                               threads=threads or training_threads(),
-                               focus=focus)  # fmt: skip
+                               threads=threads or training_threads(), focus=focus,
+                               seed=train_seed)  # fmt: skip
             if not meta.metrics["quality"]["passed"]:
                 reasons = "; ".join(meta.metrics["quality"]["reasons"])
                 raise ModelRefused(f"demo stage {stage} refused by the quality gate: {reasons}")

@@ -41,7 +41,8 @@ TARGET_SHARE = 0.05  # the target's alpha: at most one harmful image in twenty l
 SPLITS = 50  # tune/measure splits repeated at the target's alpha (well under a second each)
 
 
-def _costs(settings: Settings, seconds: dict[int, float]) -> StageCosts:
+def measured_costs(settings: Settings, seconds: dict[int, float]) -> StageCosts:
+    """The settings' costs with each stage's compute priced from its measured seconds/image."""
     dollars = {f"stage{s}": sec * settings.stage_price_per_hour(f"stage{s}") / 3600.0
                for s, sec in seconds.items()}  # fmt: skip
     return stage_costs(settings, dollars)
@@ -99,8 +100,8 @@ def cascade(
     scores, split = score_traffic(model_dir, traffic_dir, kind)
     click.echo(f"timing the {price_preset} preset's models ...")
     preset = preset_seconds_per_image(price_preset)
-    costs = _costs(settings, {s: preset[s]["seconds_per_image"] for s in (1, 2)})
-    demo = _costs(settings, {s: scores[s].seconds_per_image for s in (1, 2)})
+    costs = measured_costs(settings, {s: preset[s]["seconds_per_image"] for s in (1, 2)})
+    demo = measured_costs(settings, {s: scores[s].seconds_per_image for s in (1, 2)})
     probs = {s: scores[s].probs for s in (1, 2)}
     labels, bands = split.labels.astype(np.float64), split.bands
     alphas = tuple(sorted({*(share * prevalence for share in ALPHA_SHARES), alpha}))

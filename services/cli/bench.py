@@ -24,6 +24,11 @@ BENCHES: dict[str, tuple[str, str, str]] = {
         "cascade",
         "Cost per image vs miss rate: stage-1-only, stage-2-only, tuned cascade.",
     ),
+    "seeds": (
+        "services.bench.seeds",
+        "seeds",
+        "The demo recipe trained with several seeds, each judged as `bench cascade` does.",
+    ),
     "peers": (
         "services.bench.peers",
         "peers",
