@@ -81,7 +81,9 @@ from models.synthetic_draw import background, place_sign
 GENERATOR_VERSION = 10
 BANDS = ("easy", "medium", "ambiguous")
 # Bands whose label no model can read off the image: training targets their base rate there
-# (``models.data.Split.targets``), the way a team trains on moderators' split votes.
+# (``models.data.Split.targets``), the way a team trains on moderators' split votes. A stage adds
+# the bands it cannot read at its own resolution (``StageSpec.undecidable``: the demo's stage 1
+# adds ``medium``). That uses the generator's band, which real data do not carry.
 UNDECIDABLE = ("ambiguous",)
 SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 # label (harmful?) -> band -> share of that label's images

@@ -18,6 +18,8 @@
 - **Undecidable images are trained toward their base rate** (``models.data.Split.targets``):
   hard labels on the ambiguous tail are coin flips given the image, and fitting them taught the
   models noise (scores spread over 0.06-0.78 where one value is right for every such image).
+  A stage does the same on a band it cannot read at its resolution (``StageSpec.undecidable``:
+  the demo's stage 1 on the medium band, whose signs it sees but cannot tell apart at 64 px).
 - **Augmentation keeps the cue** (``models.data.augment``: flips and quarter turns).
 - **Channels-last tensors** (NHWC) while training and scoring: on this 2-core CPU a training step
   ran 1.9x faster for stage 1 (374 -> 713 images/s on one thread) and 1.4x for stage 2 (122 ->
@@ -108,7 +110,7 @@ def _run_epoch(model, opt, sched, train: Split, spec, cfg, order, rng, bar_on) -
     import torch
 
     model.train()
-    targets = torch.from_numpy(train.targets)
+    targets = torch.from_numpy(train.targets(spec.undecidable))
     batches = [order[i : i + spec.batch_size] for i in range(0, len(order), spec.batch_size)]
     losses = []
     # A bar on a terminal, a plain line every few seconds in a log (models.progress).

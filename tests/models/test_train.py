@@ -177,6 +177,11 @@ def test_training_targets_are_the_base_rate_where_no_model_can_decide() -> None:
     labels = np.array([1, 0, 1, 0, 0, 1, 0])
     bands = ["easy", "easy", "ambiguous", "ambiguous", "ambiguous", "medium", "ambiguous"]
     split = Split(np.zeros((7, 2, 2, 3), np.uint8), labels, [{"band": b} for b in bands])
-    assert split.targets.tolist() == pytest.approx([1, 0, 0.25, 0.25, 0.25, 1, 0.25])
+    assert split.targets().tolist() == pytest.approx([1, 0, 0.25, 0.25, 0.25, 1, 0.25])
+    # a stage that cannot read the medium band either (the demo's stage 1 at 64 px)
+    small = Split(np.zeros((3, 2, 2, 3), np.uint8), np.array([1, 0, 1]),
+                  [{"band": "medium"}, {"band": "medium"}, {"band": "easy"}])  # fmt: skip
+    assert small.targets().tolist() == [1.0, 0.0, 1.0]
+    assert small.targets(("medium", "ambiguous")).tolist() == [0.5, 0.5, 1.0]
     unbanded = Split(np.zeros((2, 2, 2, 3), np.uint8), np.array([1, 0]), [{}, {}])
-    assert unbanded.targets.tolist() == [1.0, 0.0]
+    assert unbanded.targets().tolist() == [1.0, 0.0]
