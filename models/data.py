@@ -49,11 +49,12 @@ class Split:
     def targets(self, undecidable: Sequence[str] = UNDECIDABLE) -> np.ndarray:
         """P(block) each image is trained toward: its label, except in a band the model cannot
         decide (``undecidable``; by default ``models.synthetic.UNDECIDABLE``, the bands no model
-        can), where it is that band's share of harmful images in this split. Hard labels there are coin flips given the image, and a model
-        fitted to them learns noise: stage 1 of world 9 spread its scores on covered signs over
-        0.06-0.78 where the truth is one value for all, and a covered harmful sign scored 0.03
-        was allowed with the plainly benign images. Real data's counterpart is the share of
-        moderators who voted "block" where they disagree."""
+        can), where it is that band's share of harmful images in this split. Hard labels there
+        are coin flips given the image, and a model fitted to them learns noise: stage 1 of
+        world 9 spread its scores on covered signs over 0.06-0.78 where the truth is one value
+        for all, and a covered harmful sign scored 0.03 was allowed with the plainly benign
+        images. Real data's counterpart is the share of moderators who voted "block" where they
+        disagree."""
         targets = self.labels.astype(np.float32)
         bands = self.bands
         for band in undecidable:

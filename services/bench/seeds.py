@@ -123,8 +123,8 @@ def plot(result: dict[str, Any]) -> Any:
         ax.set_xticks(x, [f"{k}\n{TARGETS[k][0]} {TARGETS[k][1]:g}" for k in FIGURES],
                       fontsize=6)  # fmt: skip
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"{name.replace('_', ' ')}: {len(seeds)} seeds, {result['splits']} splits each",
-                     fontsize=9)  # fmt: skip
+        title = f"{name.replace('_', ' ')}: {len(seeds)} seeds, {result['splits']} splits each"
+        ax.set_title(title, fontsize=9)
     axes[0][0].set_ylabel("share of splits meeting the target")
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
@@ -190,10 +190,10 @@ def seeds(out: Path, n_seeds: int, work_dir: Path | None, traffic_dir: Path | No
                                  "train_seconds")}
                   for s in (1, 2)}  # fmt: skip
         per_seed.append(seed_entry(seed, runs, models))
-        row = per_seed[-1]
-        click.echo(f"seed {seed}: stage 1 decides {row['summary_split']['stage1_decided_share']:.3f}"
-                   f" on the summary split, >= 0.80 in "
-                   f"{row['met_share']['plain']['stage1_decided_share']:.0%} of splits")  # fmt: skip
+        first = per_seed[-1]["summary_split"]["stage1_decided_share"]
+        share = per_seed[-1]["met_share"]["plain"]["stage1_decided_share"]
+        click.echo(f"seed {seed}: stage 1 decides {first:.3f} on the summary split, >= 0.80 in "
+                   f"{share:.0%} of splits")  # fmt: skip
     result = {
         "alpha": alpha,
         "delta": delta,
