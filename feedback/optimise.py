@@ -21,6 +21,10 @@ however it was picked. How (details and the proof in :mod:`feedback.ltt`):
    whose cost is within that many standard errors (paired on the audit images) of the cheapest,
    the one sending the fewest images to stage 2 is chosen (:mod:`feedback.tiebreak`): a
    smaller stage-2 pool for a small, measured premium in cost. Off by default.
+6. **Tighten freely, loosen on evidence** (``incumbent``, :mod:`feedback.incumbent`): the set
+   in force stays when the certificate covers it and the new set would allow more
+   automatically without the audit labels, paired image by image, showing it cheaper by
+   ``switch_se`` standard errors.
 
 Nothing certifiable → a **fallback**: it allows nothing automatically (miss rate zero by
 construction, no test needed) and blocks by the thresholds that cost least (certified ones when
@@ -38,6 +42,7 @@ from cascade.policy import DEFAULT_THRESHOLDS, ThresholdSet
 from feedback import ltt
 from feedback.costs import StageCosts
 from feedback.estimate import Estimate, estimate
+from feedback.incumbent import SWITCH_SE, Comparison, compare, covering, covering_blocks
 from feedback.risk import AuditNeed, audit_need, rate_interval, split_budget
 from feedback.sample import AuditSample, equal_probability_subsample
 from feedback.tables import (
@@ -93,6 +98,8 @@ class Optimum:
     n_order_samples: int = 0
     sequence_length: int = 0
     need: AuditNeed | None = None
+    kept: bool = False  # the incumbent stayed: the new set would allow more, not shown cheaper
+    comparison: Comparison | None = None  # the best new set against the incumbent
 
 
 def cheapest(
@@ -183,6 +190,8 @@ class _Ask:
     review_limit: float | None
     tie_break_se: float = TIE_BREAK_SE
     leaner: bool = False  # the tie-break chose a set other than the cheapest
+    incumbent: ThresholdSet | None = None
+    switch_se: float = SWITCH_SE
 
 
 def optimise(
@@ -201,6 +210,8 @@ def optimise(
     order_share: float = ORDER_SHARE,
     seed: int = 0,
     tie_break_se: float = TIE_BREAK_SE,
+    incumbent: ThresholdSet | None = None,
+    switch_se: float = SWITCH_SE,
 ) -> Optimum:
     """The cheapest certified threshold set (see the module docstring for the procedure).
 
@@ -211,6 +222,9 @@ def optimise(
     appeals, reports or drift may only tighten what is allowed automatically.
     ``tie_break_se``: how many standard errors above the cheapest a set may cost and still be
     chosen for sending fewer images to stage 2 (0: the cheapest, as estimated).
+    ``incumbent``: the set in force; it stays when the certificate covers it and the new set
+    would allow more without being cheaper on the audit labels by ``switch_se`` standard errors
+    (:mod:`feedback.incumbent`).
     """
     grid = grid or ThresholdGrid.default()
     budget = split_budget(delta, beta, miss_share)
@@ -221,7 +235,7 @@ def optimise(
     test_share = 1.0 if previous is not None else 1.0 - order_share
     ask = _Ask(alpha, delta, beta, audit_need(alpha, budget.miss, test_share, traffic_per_hour),
                "split" if previous is None else "previous window", limit,
-               tie_break_se)  # fmt: skip
+               tie_break_se, incumbent=incumbent, switch_se=switch_se)  # fmt: skip
     if sample.n == 0:
         return _empty(ask, budget.miss)
     order, testing = ltt.split(sample, limit=alpha, level=budget.miss, order_share=order_share,
@@ -263,7 +277,45 @@ def _choose(
     i, j, k, m = found
     v = grid.values
     ts = ThresholdSet(float(v[i]), float(v[j]), float(v[k]), float(v[m]))
+    if ask.incumbent is not None and not fallback:
+        kept = _keep(sample, grid, costs, tests, ts, ask, limit)
+        if kept is not None:
+            return kept
     return _result(sample, ts, (i, k), (j, m), costs, tests, fallback, ask)
+
+
+def _keep(
+    sample: AuditSample, grid: ThresholdGrid, costs: StageCosts, tests: _Tests,
+    candidate: ThresholdSet, ask: _Ask, limit: float | None,
+) -> Optimum | None:  # fmt: skip
+    """The incumbent as the result when the rule keeps it (:mod:`feedback.incumbent`), else
+    None. Its bounds are those of the certified pairs that cover it with the fewest errors."""
+    incumbent = ask.incumbent
+    assert incumbent is not None
+    mt, ft = tests.miss, tests.false_block
+    allow = covering(incumbent, grid.values, mt.certified)
+    block = None if ft is None else covering_blocks(incumbent, grid.values, ft.certified)
+    if not allow or block == []:
+        return None
+    if limit is not None and estimate(sample, incumbent, costs).human_share > limit:
+        return None
+    comparison = compare(sample, candidate, incumbent, costs, ask.switch_se)
+    if comparison.switch:
+        return None
+    pair = min(allow, key=mt.count_of)
+    block_pair = (-1, -1) if ft is None or block is None else min(block, key=ft.count_of)
+    kept = _result(sample, incumbent, pair, block_pair, costs, tests, False,
+                   replace(ask, leaner=False))  # fmt: skip
+    return replace(kept, kept=True, comparison=comparison, note=kept.note + (
+        f"; kept the set in force: the cheapest new one would allow more automatically and "
+        f"costs {_per_thousand(comparison.difference)} ± {_per_thousand(comparison.se)} per "
+        f"1,000 images against it on the audit labels, not {ask.switch_se:g} standard "
+        f"error{'' if ask.switch_se == 1 else 's'} less"
+    ))  # fmt: skip
+
+
+def _per_thousand(per_image: float) -> str:
+    return f"{per_image * 1000:+.3f} $"
 
 
 def _selection_tables(sample: AuditSample, grid: ThresholdGrid) -> CellTables:

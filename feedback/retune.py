@@ -85,8 +85,11 @@ def retune(
 
     ``auto_activate`` (default: the ``auto_activate`` setting) activates a *certified* proposal
     at once; a fallback is never activated automatically (it sends every ambiguous image to a
-    human, a load an admin should choose). ``tighten_only`` caps the allow thresholds at the
-    active set's (a retune triggered by appeals or reports may not loosen them).
+    human, a load an admin should choose). When the optimiser keeps the set in force
+    (``Optimum.kept``, :mod:`feedback.incumbent`), the proposal holds the same thresholds under
+    the new certificate, and activating it renews the record the drift guard compares against.
+    ``tighten_only`` caps the allow thresholds at the active set's (a retune triggered by
+    appeals or reports may not loosen them).
     """
     settings = context.settings
     now = utcnow()
@@ -98,7 +101,8 @@ def retune(
             earlier = store.load_audit_sample(session, since=windows.previous, until=windows.since)
         measured = store.measured_dollars_per_image(session, settings, since=now - AUDIT_LOOKBACK)
         traffic = store.traffic_per_hour(session, since=now - TRAFFIC_WINDOW, until=now)
-        ceiling = rollout.active_thresholds(session) if tighten_only else None
+        active = rollout.active_thresholds(session)
+    ceiling = active if tighten_only else None
     costs = stage_costs(settings, measured)
     optimum = optimise(
         sample,
@@ -112,6 +116,8 @@ def retune(
         ceiling=ceiling,
         order_sample=earlier,
         tie_break_se=settings.tie_break_se,
+        incumbent=active,
+        switch_se=settings.switch_se,
     )
     activate = settings.auto_activate if auto_activate is None else auto_activate
     with session_scope(context.sessions) as session:
@@ -138,6 +144,8 @@ def proposal_as_dict(proposal: Proposal) -> dict[str, Any]:
         "thresholds": opt.thresholds.as_dict() | {"version": proposal.version},
         "certified": opt.certified,
         "fallback": opt.fallback,
+        "kept": opt.kept,
+        "challenger": opt.comparison.as_dict() if opt.comparison else None,
         "activated": proposal.activated,
         "note": opt.note,
         "alpha": opt.alpha,

@@ -84,6 +84,8 @@ def propose(
     details: dict[str, Any] = {
         "certified": optimum.certified,
         "fallback": optimum.fallback,
+        "kept": optimum.kept,
+        "challenger": optimum.comparison.as_dict() if optimum.comparison else None,
         "note": optimum.note,
         "level": optimum.level,
         "n_bound_samples": optimum.n_bound_samples,

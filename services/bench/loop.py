@@ -9,8 +9,11 @@ $5). Each run draws round 1 from the set, labels its audit sample under the revi
 ``cascade.review`` (moderators who agree; an admin confirms an agreed dispute of the automatic
 decision; over a split, one ruling against the automatic decision is final at margin 1 and
 waits for a second admin at margin 2, the default ``audit_dispute_margin``), retunes with
-``feedback.optimise`` as ``feedback.retune`` does, and measures the initial and the retuned set
-on the same images the run did not use. Both margins see the same draws (paired).
+``feedback.optimise`` as ``feedback.retune`` does (the initial set in force: the retune keeps it
+when the new one would allow more without the audit labels showing it cheaper,
+``feedback.incumbent``), and measures the initial and the retuned set on the same images the
+run did not use. Both margins see the same draws (paired), and so does the optimiser's own
+pick, the set a retune without that rule would have put in force (``without_rule``).
 
 What it leaves out: the stack itself (`cascade demo` runs it), a second round's own sampling
 noise (both sets are measured on the same ~12,000 images), and escalated items' labels (the
@@ -32,6 +35,7 @@ from cascade.config import get_settings
 from cascade.policy import ALLOW_CODE, BLOCK_CODE, DEFAULT_THRESHOLDS, ThresholdSet, route_arrays
 from feedback.costs import StageCosts, stage_costs
 from feedback.estimate import per_image
+from feedback.incumbent import SWITCH_SE
 from feedback.optimise import TIE_BREAK_SE, optimise
 from feedback.sample import AuditSample
 from services.bench.report import figure, table_lines, write_report
@@ -82,6 +86,7 @@ class LoopConfig:
     alpha: float = 0.01
     delta: float = 0.05
     tie_break_se: float = TIE_BREAK_SE
+    switch_se: float = SWITCH_SE
 
 
 def one_run(
@@ -102,13 +107,20 @@ def one_run(
         label = audit_labels(ry, auto, right, margin)
         sample = AuditSample.of(r1[audited], r2[audited], label[audited], cfg.audit_rate)
         opt = optimise(sample, costs, alpha=cfg.alpha, delta=cfg.delta,
-                       tie_break_se=cfg.tie_break_se)  # fmt: skip
+                       tie_break_se=cfg.tie_break_se, incumbent=DEFAULT_THRESHOLDS,
+                       switch_se=cfg.switch_se)  # fmt: skip
         after = (
             measure(opt.thresholds, s1[rest], s2[rest], y[rest], costs) if opt.certified else before
         )
+        # The optimiser's own pick, as a retune without the rule would have put in force.
+        fresh = after
+        if opt.comparison is not None and opt.kept:
+            fresh = measure(opt.comparison.candidate, s1[rest], s2[rest], y[rest], costs)
         wrong = audited & (label != ry)
         out[margin] = {
             "certified": bool(opt.certified),
+            "kept": bool(opt.kept),
+            "fresh": fresh,
             "phantom_misses": int(np.sum(wrong & (ry == 0) & (auto == 0))),
             "wrong_labels": int(np.sum(wrong)),
             "before": before,
@@ -132,17 +144,30 @@ def summarise(runs: list[dict[int, dict[str, Any]]]) -> dict[str, Any]:
             col("after", "compute") < col("before", "compute")
         )
         ratio = col("after", "humans_and_errors") / col("before", "humans_and_errors")
+        fresh = col("fresh", "humans_and_errors") / col("before", "humans_and_errors")
         result[str(margin)] = {
             "phantom_misses_per_round": float(np.mean([r["phantom_misses"] for r in rows])),
             "wrong_labels_per_round": float(np.mean([r["wrong_labels"] for r in rows])),
             "certified_share": float(np.mean([r["certified"] for r in rows])),
+            "kept_share": float(np.mean([r["kept"] for r in rows])),
             "before": {k: float(col("before", k).mean()) for k in rows[0]["before"]},
             "after": {k: float(col("after", k).mean()) for k in rows[0]["after"]},
             "fell_share": fell | {"human_share_and_compute": float(np.mean(both))},
+            "rose_share": {"humans_and_errors": float(np.mean(ratio > 1))},
+            "without_rule": {
+                "after": {k: float(col("fresh", k).mean()) for k in rows[0]["fresh"]},
+                "fell_share": {"humans_and_errors": float(np.mean(fresh < 1))},
+                "rose_share": {"humans_and_errors": float(np.mean(fresh > 1))},
+                "humans_and_errors_ratio": {
+                    "median": float(np.median(fresh)),
+                    "mean": float(np.mean(fresh)),
+                },
+            },
             "humans_and_errors_ratio": {
                 "median": float(np.median(ratio)),
                 "p10": float(np.quantile(ratio, 0.1)),
                 "p90": float(np.quantile(ratio, 0.9)),
+                "mean": float(np.mean(ratio)),
             },
             "ratios": ratio.tolist(),
         }
@@ -182,12 +207,36 @@ def markdown(result: dict[str, Any]) -> str:
             f"{b['stage1_decided_share']:.1%} → {a['stage1_decided_share']:.1%}",
             f"{f['compute']:.0%}", f"{m['humans_and_errors_ratio']['median']:.2f}",
             f"{f['humans_and_errors']:.0%}",
-            f"{b['miss_rate']:.3%} → {a['miss_rate']:.3%}",
+            f"{b['miss_rate']:.3%} → {a['miss_rate']:.3%}", f"{m['kept_share']:.0%}",
+            f"{m['rose_share']['humans_and_errors']:.0%}",
         ])  # fmt: skip
     lines += table_lines(
         ["margin", "phantom misses a round", "certified", "humans", "humans fell in",
          "stage 1 decides", "compute fell in", "humans + errors: median after/before",
-         "humans + errors fell in", "misses"],
+         "humans + errors fell in", "misses", "set in force kept", "humans + errors rose in"],
+        rows,
+    )  # fmt: skip
+    lines += [
+        "",
+        "The retune's rule (a new set that would allow more automatically than the set in force "
+        f"replaces it only when the audit labels show it cheaper by {cfg['switch_se']:g} "
+        f"standard error{'' if cfg['switch_se'] == 1 else 's'}; a tighter one always does), "
+        "against the optimiser's own pick on the same draws (humans + errors, after / before):",
+        "",
+    ]
+    rows = []
+    for margin, m in result["margins"].items():
+        w, r = m["without_rule"], m["humans_and_errors_ratio"]
+        rows.append([
+            margin, f"{r['mean']:.3f}", f"{m['fell_share']['humans_and_errors']:.0%}",
+            f"{m['rose_share']['humans_and_errors']:.0%}",
+            f"{w['humans_and_errors_ratio']['mean']:.3f}",
+            f"{w['fell_share']['humans_and_errors']:.0%}",
+            f"{w['rose_share']['humans_and_errors']:.0%}",
+        ])  # fmt: skip
+    lines += table_lines(
+        ["margin", "with the rule: mean", "fell in", "rose in", "without: mean", "fell in",
+         "rose in"],
         rows,
     )  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -217,9 +266,12 @@ def plot(result: dict[str, Any]) -> Any:
 @click.option("--tie-break-se", type=click.FloatRange(min=0.0), default=TIE_BREAK_SE,
               show_default=True, help="The retune's tie-break (CASCADE_TIE_BREAK_SE; 0: the "
               "cheapest certified set as estimated).")  # fmt: skip
+@click.option("--switch-se", type=click.FloatRange(min=0.0), default=SWITCH_SE,
+              show_default=True, help="The retune keeps the set in force unless the labels show "
+              "the new one cheaper by this many standard errors (CASCADE_SWITCH_SE).")  # fmt: skip
 def loop(
     out: Path, model_dir: Path | None, traffic_dir: Path | None, runs: int, seed: int,
-    tie_break_se: float,
+    tie_break_se: float, switch_se: float,
 ) -> None:  # fmt: skip
     """The demo's label-retune loop replayed many times on the models' scores: how often the
     retune lowers humans, compute, and humans + errors, under each review margin."""
@@ -234,7 +286,7 @@ def loop(
     ensure_traffic_set(traffic_dir)
     click.echo("scoring the traffic-like set with both stages ...")
     scores, split = score_traffic(model_dir, traffic_dir)
-    cfg = LoopConfig(tie_break_se=tie_break_se)
+    cfg = LoopConfig(tie_break_se=tie_break_se, switch_se=switch_se)
     costs = stage_costs(settings)
     with Progress(total=runs, desc="bench loop", unit="run") as bar:
         margins = simulate(scores[1].probs, scores[2].probs, split.labels.astype(np.float64),

@@ -56,6 +56,21 @@ def test_a_small_loop_runs_and_the_second_admin_removes_phantoms() -> None:
     assert two["phantom_misses_per_round"] < one["phantom_misses_per_round"]
     assert one["before"] == two["before"]  # the same draws, the same initial thresholds
     assert len(one["ratios"]) == 3
+    for m in (one, two):  # the optimiser's own pick is reported beside the rule's
+        assert set(m["without_rule"]) == {"after", "fell_share", "rose_share",
+                                          "humans_and_errors_ratio"}  # fmt: skip
+
+
+def test_a_rule_that_always_may_keep_leaves_kept_runs_unchanged() -> None:
+    rng = np.random.default_rng(1)
+    n = 6000
+    y = (rng.random(n) < 0.05).astype(float)
+    s2 = np.clip(np.where(y == 1, rng.beta(8, 2, n), rng.beta(1, 30, n)), 0, 1)
+    s1 = np.clip(0.7 * s2 + 0.3 * rng.random(n), 0, 1)
+    cfg = LoopConfig(round_images=3000, switch_se=1e9)
+    two = simulate(s1, s2, y, stage_costs(Settings()), cfg, runs=4)["2"]
+    assert two["kept_share"] > 0
+    assert np.mean(np.array(two["ratios"]) == 1.0) >= two["kept_share"]
 
 
 def test_the_command_needs_models() -> None:
