@@ -78,14 +78,15 @@ def test_the_set_in_force_stays_when_a_looser_pick_is_not_shown_cheaper() -> Non
 
 @pytest.mark.slow
 def test_guarantee_holds_when_an_unsafe_incumbent_may_stay() -> None:
-    """An incumbent that misses far more than alpha, under a rule that keeps it whenever it
-    may (switch_se huge): it may stay only when the certificate covers it, which a valid
-    certificate does in at most delta of the draws. Without the cover check it would stay in
-    every draw."""
+    """An incumbent that misses far more than alpha (stage 1 allows all it may, stage 2
+    nothing), under a rule that keeps it whenever it may (switch_se huge): any pick with a
+    stage-2 allow threshold above 0 is looser than it there, so only the cover check stands in
+    the way, and a valid certificate covers it in at most delta of the draws. Without the cover
+    check it stayed in all of 60 draws."""
     alpha, delta, draws = 0.005, 0.1, 150
     truth = WorldTruth(WORLD, GRID, UNPRICED)
     v = GRID.values
-    unsafe = ThresholdSet(float(v[GRID.n_lo - 1]), 1.0, float(v[GRID.n_lo - 1]), 1.0)
+    unsafe = ThresholdSet(float(v[GRID.n_lo - 1]), 1.0, 0.0, 1.0)
     assert truth.of(unsafe).miss_rate > 4 * alpha
     rng = np.random.default_rng(11)
     broken = kept = 0
