@@ -127,9 +127,9 @@ class Settings(BaseSettings):
     # the one sending the fewest images to stage 2 (feedback/tiebreak.py); 0 (default): the
     # cheapest. Trades a few more reviews or false blocks for a smaller stage-2 pool.
     tie_break_se: float = Field(0.0, ge=0.0)
-    # The set in force stays unless the audit labels, paired image by image, show the retune's
-    # new set cheaper by this many standard errors (feedback/incumbent.py); 0: any estimated
-    # saving switches.
+    # A retune's new set that would allow more than the set in force replaces it only when the
+    # audit labels, paired image by image, show it cheaper by this many standard errors; a
+    # tighter one always does (feedback/incumbent.py). 0: any estimated saving switches.
     switch_se: float = Field(1.0, ge=0.0)
     drift_level: float = Field(0.01, gt=0.0, lt=1.0)  # false-alarm chance of one drift watch
     retune_interval_s: int = 3600
